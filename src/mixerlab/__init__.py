@@ -1,0 +1,77 @@
+"""mixerlab: token mixers, channel mixers, norms, models composed from them, and a testbed.
+
+The public API is what this module exports::
+
+    import mixerlab
+    mixer = mixerlab.create_token_mixer("gla", dim=64, num_heads=4)
+    y, state = mixer(x)                      # x: [B, T, D]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mixerlab import layers as _layers  # noqa: F401  (registers the blocks)
+from mixerlab import models as _models  # noqa: F401  (registers the models)
+from mixerlab.errors import ConfigError
+from mixerlab.layers.block import Block
+from mixerlab.layers.token_mixers.base import State, TokenMixer, set_mode, state_numel
+from mixerlab.models.backbone import Backbone
+from mixerlab.registry import CHANNEL_MIXERS, MODELS, NORMS, TOKEN_MIXERS
+
+__version__ = "0.1.0"
+
+
+def create_token_mixer(name: str, /, **kwargs: Any) -> TokenMixer:
+    """Build a registered token mixer, e.g. ``create_token_mixer("gla", dim=64, num_heads=4)``."""
+    return TOKEN_MIXERS.create(name, **kwargs)
+
+
+def list_token_mixers(pattern: str | None = None) -> list[str]:
+    """Registered token-mixer names, optionally filtered by a glob ``pattern``."""
+    return TOKEN_MIXERS.list(pattern)
+
+
+def create_channel_mixer(name: str, /, **kwargs: Any) -> Any:
+    return CHANNEL_MIXERS.create(name, **kwargs)
+
+
+def list_channel_mixers(pattern: str | None = None) -> list[str]:
+    return CHANNEL_MIXERS.list(pattern)
+
+
+def create_norm(name: str, /, **kwargs: Any) -> Any:
+    return NORMS.create(name, **kwargs)
+
+
+def list_norms(pattern: str | None = None) -> list[str]:
+    return NORMS.list(pattern)
+
+
+def create_model(name: str, /, **kwargs: Any) -> Any:
+    """Build a registered model, e.g. ``create_model("lm", mixer="gla", dim=64, depth=2, vocab_size=256)``."""
+    return MODELS.create(name, **kwargs)
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    return MODELS.list(pattern)
+
+
+__all__ = [
+    "Backbone",
+    "Block",
+    "ConfigError",
+    "State",
+    "TokenMixer",
+    "__version__",
+    "create_channel_mixer",
+    "create_model",
+    "create_norm",
+    "create_token_mixer",
+    "list_channel_mixers",
+    "list_models",
+    "list_norms",
+    "list_token_mixers",
+    "set_mode",
+    "state_numel",
+]

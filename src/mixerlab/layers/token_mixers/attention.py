@@ -1,0 +1,165 @@
+"""Softmax attention token mixers: ``attention`` (global, causal) and ``sliding_window`` (local).
+
+Shapes: ``x: [B, T, D]``; queries ``[B, T, H, K]``; keys/values ``[B, T, G, K]`` with ``G`` key/value
+heads (grouped-query attention, arXiv:2305.13245); rotary positions (arXiv:2104.09864).
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from mixerlab.errors import check, check_divisible, check_positive_int
+from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
+from mixerlab.ops.attention import attention_parallel, attention_reference
+from mixerlab.ops.rotary import rotary
+from mixerlab.registry import TOKEN_MIXERS
+
+
+class _SoftmaxAttention(TokenMixer):
+    modes = ("sdpa", "reference")
+
+    def __init__(
+        self,
+        name: str,
+        dim: int,
+        num_heads: int,
+        num_kv_heads: int | None,
+        head_dim: int | None,
+        rotary_base: float | None,
+        bias: bool,
+        window: int | None,
+    ) -> None:
+        super().__init__()
+        self.head_dim = resolve_heads(name, dim, num_heads, head_dim)
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        check_positive_int(name, "num_kv_heads", num_kv_heads)
+        check_divisible(name, "num_heads", num_heads, "num_kv_heads", num_kv_heads)
+        check(
+            rotary_base is None or rotary_base > 0, name, "rotary_base", rotary_base, "expected > 0 or None"
+        )
+        self.dim, self.num_heads, self.num_kv_heads = dim, num_heads, num_kv_heads
+        self.rotary_base, self.window = rotary_base, window
+        K = self.head_dim
+        self.q_proj = nn.Linear(dim, num_heads * K, bias=bias)
+        self.kv_proj = nn.Linear(dim, 2 * num_kv_heads * K, bias=bias)
+        self.o_proj = nn.Linear(num_heads * K, dim, bias=bias)
+
+    def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        q = rearrange(self.q_proj(x), "b t (h k) -> b t h k", h=self.num_heads)
+        k, v = rearrange(self.kv_proj(x), "b t (two g k) -> two b t g k", two=2, g=self.num_kv_heads)
+        return q, k, v
+
+    def _rotate(self, t: Tensor, start: int) -> Tensor:
+        if self.rotary_base is None:
+            return t
+        positions = torch.arange(start, start + t.shape[1], device=t.device)
+        return rotary(t, positions, self.rotary_base)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        op = attention_reference if self.mode == "reference" else attention_parallel
+        o = op(q, k, v, window=self.window)
+        return self.o_proj(rearrange(o, "b t h v -> b t (h v)"))
+
+    def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
+        empty = torch.zeros(batch_size, 0, self.num_kv_heads, self.head_dim, **self._factory(device, dtype))
+        return {"k": empty, "v": empty.clone()}
+
+
+@TOKEN_MIXERS.register(
+    "attention",
+    paper="Attention Is All You Need",
+    arxiv="1706.03762",
+    test_kwargs={"dim": 16, "num_heads": 4, "num_kv_heads": 2},
+    meta={
+        "state": "2 T G K (key/value cache)",
+        "time": "O(T^2 D)",
+        "memory": "O(T D)",
+        "state_kind": "growing",
+    },
+)
+class Attention(_SoftmaxAttention):
+    """Causal softmax attention, "Attention Is All You Need" (arXiv:1706.03762).
+
+    ``o_t = sum_{s<=t} softmax_s(q_t . k_s / sqrt(K)) v_s`` per head, with rotary positions on
+    ``q`` and ``k`` and ``num_kv_heads`` shared key/value heads (grouped-query attention). The
+    state is the key/value cache ``{"k", "v": [B, S, G, K]}``; keys are cached after rotation, so
+    the position of the next token is the cache length.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 4,
+        num_kv_heads: int | None = None,
+        head_dim: int | None = None,
+        rotary_base: float | None = 10000.0,
+        bias: bool = False,
+    ) -> None:
+        super().__init__("attention", dim, num_heads, num_kv_heads, head_dim, rotary_base, bias, window=None)
+
+    def forward(
+        self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
+    ) -> tuple[Tensor, State]:
+        self._check_input(x, mask)
+        q, k, v = self._project(x)
+        past = 0 if state is None else state["k"].shape[1]
+        q, k = self._rotate(q, past), self._rotate(k, past)
+        if state is not None:
+            k = torch.cat([state["k"], k], dim=1)
+            v = torch.cat([state["v"], v], dim=1)
+        return self._attend(q, k, v), {"k": k, "v": v}
+
+    def state_size(self, seq_len: int) -> int:
+        return 2 * seq_len * self.num_kv_heads * self.head_dim
+
+
+@TOKEN_MIXERS.register(
+    "sliding_window",
+    paper="Longformer: The Long-Document Transformer (causal local attention)",
+    arxiv="2004.05150",
+    test_kwargs={"dim": 16, "num_heads": 2, "window": 5},
+    meta={"state": "2 (w-1) G K", "time": "O(T w D)", "memory": "O(T D)", "state_kind": "fixed"},
+)
+class SlidingWindowAttention(_SoftmaxAttention):
+    """Causal sliding-window attention, "Longformer" (arXiv:2004.05150), local causal variant.
+
+    Each token attends to itself and the ``window - 1`` tokens before it, so the state holds at most
+    ``window - 1`` keys and values. Keys are cached *before* rotation and rotated by their position
+    within the kept window: rotary scores depend only on relative position, so this equals
+    rotating by absolute position while keeping the state bounded (no position counter).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 4,
+        window: int = 64,
+        num_kv_heads: int | None = None,
+        head_dim: int | None = None,
+        rotary_base: float | None = 10000.0,
+        bias: bool = False,
+    ) -> None:
+        check_positive_int("sliding_window", "window", window)
+        super().__init__(
+            "sliding_window", dim, num_heads, num_kv_heads, head_dim, rotary_base, bias, window=window
+        )
+
+    def forward(
+        self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
+    ) -> tuple[Tensor, State]:
+        self._check_input(x, mask)
+        q, k_raw, v = self._project(x)
+        if state is not None:
+            k_raw = torch.cat([state["k"], k_raw], dim=1)
+            v = torch.cat([state["v"], v], dim=1)
+        past = k_raw.shape[1] - q.shape[1]
+        q, k = self._rotate(q, past), self._rotate(k_raw, 0)
+        y = self._attend(q, k, v)
+        keep = self.window - 1
+        start = max(0, k_raw.shape[1] - keep)
+        return y, {"k": k_raw[:, start:], "v": v[:, start:]}
+
+    def state_size(self, seq_len: int) -> int:
+        return 2 * min(seq_len, self.window - 1) * self.num_kv_heads * self.head_dim

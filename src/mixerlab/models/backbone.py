@@ -1,0 +1,79 @@
+"""A stack of residual blocks, possibly with a different token mixer per layer (a hybrid).
+
+Shapes: ``x: [B, T, D] -> [B, T, D]``. The state of a backbone is a dict from layer index (as a
+string) to that layer's mixer state, so it is a state like any other (see ``state_numel``).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from mixerlab.errors import ConfigError, check_positive_int
+from mixerlab.layers.block import Block
+from mixerlab.layers.spec import Spec, build
+from mixerlab.layers.token_mixers.base import State, TokenMixer
+from mixerlab.registry import CHANNEL_MIXERS, NORMS, TOKEN_MIXERS
+
+
+def schedule(field: str, spec: Spec | list[Spec], depth: int) -> list[Spec]:
+    """Expand one spec, or a per-layer pattern that tiles ``depth``, into ``depth`` specs."""
+    if not isinstance(spec, list):
+        return [spec] * depth
+    if not spec or depth % len(spec) != 0:
+        raise ConfigError(
+            "backbone", field, spec, f"a list must have depth={depth} entries or a length that divides it"
+        )
+    return spec * (depth // len(spec))
+
+
+class Backbone(nn.Module):
+    """Stack of pre-norm residual blocks with a final norm; hybrids by a per-layer mixer list.
+
+    ``mixer=["gla", "gla", "attention"]`` with ``depth=3`` gives two GLA layers and one attention
+    layer; with ``depth=6`` the pattern repeats.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        mixer: Spec | list[Spec] = "attention",
+        channel_mixer: Spec | list[Spec] = "swiglu",
+        norm: Spec = "rmsnorm",
+    ) -> None:
+        super().__init__()
+        check_positive_int("backbone", "dim", dim)
+        check_positive_int("backbone", "depth", depth)
+        self.dim, self.depth = dim, depth
+        mixers = schedule("mixer", mixer, depth)
+        channels = schedule("channel_mixer", channel_mixer, depth)
+        self.blocks = nn.ModuleList(
+            Block(
+                mixer=build(TOKEN_MIXERS, m, dim=dim),
+                channel_mixer=build(CHANNEL_MIXERS, c, dim=dim),
+                norm1=build(NORMS, norm, dim=dim),
+                norm2=build(NORMS, norm, dim=dim),
+            )
+            for m, c in zip(mixers, channels)
+        )
+        self.norm = build(NORMS, norm, dim=dim)
+
+    @property
+    def mixers(self) -> list[TokenMixer]:
+        return [block.mixer for block in self.blocks]
+
+    def forward(
+        self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
+    ) -> tuple[Tensor, State]:
+        new_state: State = {}
+        for i, block in enumerate(self.blocks):
+            x, new_state[str(i)] = block(x, state=None if state is None else state[str(i)], mask=mask)
+        return self.norm(x), new_state
+
+    def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
+        return {
+            str(i): m.init_state(batch_size, device=device, dtype=dtype) for i, m in enumerate(self.mixers)
+        }
+
+    def state_size(self, seq_len: int) -> int:
+        return sum(m.state_size(seq_len) for m in self.mixers)

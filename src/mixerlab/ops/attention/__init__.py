@@ -1,0 +1,4 @@
+from mixerlab.ops.attention.parallel import attention_parallel
+from mixerlab.ops.attention.reference import attention_reference
+
+__all__ = ["attention_parallel", "attention_reference"]
