@@ -1,0 +1,105 @@
+"""Timing and memory primitives shared by the benchmarks.
+
+Times are medians over repeats after warm-up (``time.perf_counter``). Peak memory on CPU is the
+growth of the process's resident-set high-water mark during the call: Linux lets a process reset
+``VmHWM`` by writing ``5`` to ``/proc/self/clear_refs``, so each measurement starts from the
+current resident size. Freed memory that the allocator keeps and reuses is not counted again, so
+the figure is a lower bound for small allocations; large tensors are ``mmap``-ed and returned to
+the system when freed, so they are counted each time. Where the reset is not available the
+figure is ``nan`` rather than a wrong number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import math
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Timing:
+    median_s: float
+    best_s: float
+    repeats: int
+
+
+def time_call(
+    fn: Callable[[], object], *, repeats: int, warmup: int, max_seconds: float = math.inf
+) -> Timing:
+    """Median wall time of ``fn()``; stops repeating early once ``max_seconds`` have been spent."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    spent = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - start
+        times.append(elapsed)
+        spent += elapsed
+        if spent > max_seconds:
+            break
+    return Timing(statistics.median(times), min(times), len(times))
+
+
+def _read_status_kb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return float(line.split()[1])
+    return math.nan
+
+
+def _trim_heap() -> None:
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def peak_memory_mb(fn: Callable[[], object]) -> float:
+    """Growth of resident memory (MiB) while ``fn()`` runs; ``nan`` where it cannot be measured."""
+    _trim_heap()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = _read_status_kb("VmRSS")
+    except OSError:
+        fn()
+        return math.nan
+    fn()
+    peak = _read_status_kb("VmHWM")
+    return max(0.0, (peak - before) / 1024.0)
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 1024, repeats: int = 10) -> float:
+    """Dense ``n x n x n`` matmul throughput of this machine (median GFLOP/s)."""
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    timing = time_call(lambda: torch.matmul(a, b), repeats=repeats, warmup=3)
+    return 2 * n**3 / timing.median_s / 1e9
+
+
+def machine_info() -> dict[str, object]:
+    """CPU model, thread count, versions: recorded with every benchmark table."""
+    model = platform.processor() or "unknown"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout.splitlines():
+            if line.startswith("Model name"):
+                model = line.split(":", 1)[1].strip()
+    return {
+        "cpu": model,
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }

@@ -1,0 +1,327 @@
+"""``mixerlab speed``: throughput and memory of every token mixer, with baselines from the same run.
+
+For each selected mixer, at batch ``B`` and width ``dim``, over a grid of sequence lengths and
+dtypes, it measures forward and forward+backward tokens/s, peak memory, achieved GFLOP/s (FLOPs
+counted by ``torch.utils.flop_counter``) as a fraction of this machine's dense matmul GFLOP/s,
+decoding tokens/s from a state at several context lengths, the speed-up over the mixer's own
+per-step reference, and the ratio to CPU-runnable peer implementations where installed.
+Figures are medians over repeats after warm-up; every ratio is against a baseline measured in
+the same run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from mixerlab.bench.measure import machine_info, matmul_gflops, peak_memory_mb, time_call
+from mixerlab.errors import ConfigError, check, check_positive_int
+from mixerlab.registry import TOKEN_MIXERS
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
+
+
+@dataclass
+class SpeedConfig:
+    """What ``mixerlab speed`` measures. ``quick()`` is the few-minute version."""
+
+    mixers: list[str] | None = None  # None: every registered token mixer
+    lengths: list[int] = field(default_factory=lambda: [256, 1024, 4096, 16384])
+    batch_size: int = 4
+    dim: int = 256
+    num_heads: int = 4
+    dtypes: list[str] = field(default_factory=lambda: ["float32", "bfloat16"])
+    repeats: int = 5
+    warmup: int = 2
+    decode_contexts: list[int] = field(default_factory=lambda: [1024, 4096, 16384])
+    decode_steps: int = 32
+    reference_length: int = 4096
+    # A single step slower than this stops the mixer's longer lengths (and long references).
+    max_step_seconds: float = 30.0
+    peers: bool = True
+    threads: int | None = None
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> SpeedConfig:
+        base = cls(
+            lengths=[256, 1024],
+            dtypes=["float32"],
+            repeats=3,
+            warmup=1,
+            decode_contexts=[256, 1024],
+            decode_steps=8,
+            reference_length=256,
+            max_step_seconds=5.0,
+        )
+        for key, value in overrides.items():
+            setattr(base, key, value)
+        return base
+
+    def validate(self) -> None:
+        owner = "speed"
+        if self.mixers is not None:
+            for name in self.mixers:
+                check(
+                    name in TOKEN_MIXERS,
+                    owner,
+                    "mixers",
+                    name,
+                    f"registered mixers are {TOKEN_MIXERS.list()}",
+                )
+        for name in ("batch_size", "dim", "num_heads", "repeats", "decode_steps", "reference_length"):
+            check_positive_int(owner, name, getattr(self, name))
+        check(self.warmup >= 0, owner, "warmup", self.warmup, "expected >= 0")
+        for seq_len in [*self.lengths, *self.decode_contexts]:
+            check_positive_int(owner, "lengths", seq_len)
+        for dt in self.dtypes:
+            check(dt in DTYPES, owner, "dtypes", dt, f"expected one of {sorted(DTYPES)}")
+
+
+@dataclass
+class SpeedResults:
+    machine: dict[str, Any]
+    config: dict[str, Any]
+    matmul_gflops: dict[str, float]
+    cases: list[dict[str, Any]] = field(default_factory=list)  # one per (mixer, dtype, length)
+    decode: list[dict[str, Any]] = field(default_factory=list)  # one per (mixer, dtype, context)
+    reference: list[dict[str, Any]] = field(default_factory=list)  # one per mixer
+    peers: list[dict[str, Any]] = field(default_factory=list)  # one per (mixer, peer, length)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_mixer(name: str, cfg: SpeedConfig, dtype: torch.dtype) -> nn.Module:
+    """The mixer at the benchmark size; ``num_heads`` only for mixers that have heads."""
+    kwargs: dict[str, Any] = {"dim": cfg.dim}
+    if "num_heads" in TOKEN_MIXERS.entry(name).parameters():
+        kwargs["num_heads"] = cfg.num_heads
+    return TOKEN_MIXERS.create(name, **kwargs).to(dtype)
+
+
+def _train_step(module: nn.Module, x: torch.Tensor, grad: torch.Tensor, call: Callable) -> Callable[[], None]:
+    def step() -> None:
+        y = call(module, x)
+        y.backward(grad)
+        for p in module.parameters():
+            p.grad = None
+        x.grad = None
+
+    return step
+
+
+def mixer_call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return module(x)[0]
+
+
+def measure_layer(
+    module: nn.Module,
+    call: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+    cfg: SpeedConfig,
+    seq_len: int,
+    dtype: torch.dtype,
+    *,
+    repeats: int | None = None,
+    warmup: int | None = None,
+    flops: bool = True,
+    forward: bool = True,
+) -> dict[str, Any]:
+    """Forward and forward+backward throughput, peak memory and FLOPs of one layer at one length."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(cfg.batch_size, seq_len, cfg.dim, generator=g).to(dtype).requires_grad_()
+    grad = torch.randn(cfg.batch_size, seq_len, cfg.dim, generator=g).to(dtype)
+    tokens = cfg.batch_size * seq_len
+    repeats = cfg.repeats if repeats is None else repeats
+    warmup = cfg.warmup if warmup is None else warmup
+    row: dict[str, Any] = {"seq_len": seq_len, "dtype": str(dtype).removeprefix("torch.")}
+    step = _train_step(module, x, grad, call)
+    if flops:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step()
+        row["flops_fwdbwd"] = counter.get_total_flops()
+        warmup = max(0, warmup - 1)
+    t = time_call(step, repeats=repeats, warmup=warmup, max_seconds=cfg.max_step_seconds * 2)
+    row["fwdbwd_s"] = t.median_s
+    row["fwdbwd_tok_s"] = tokens / t.median_s
+    row["peak_mem_mb"] = peak_memory_mb(step)
+    if forward:
+        with torch.no_grad():
+            tf = time_call(
+                lambda: call(module, x), repeats=repeats, warmup=1, max_seconds=cfg.max_step_seconds
+            )
+        row["fwd_tok_s"] = tokens / tf.median_s
+    if flops:
+        row["gflops"] = row["flops_fwdbwd"] / t.median_s / 1e9
+    return row
+
+
+def measure_decode(module: nn.Module, cfg: SpeedConfig, context: int, dtype: torch.dtype) -> dict[str, Any]:
+    """Tokens/s of one-token steps from a state that has seen ``context`` tokens."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        _, state = module(torch.randn(cfg.batch_size, context, cfg.dim, generator=g).to(dtype))
+        steps = [
+            torch.randn(cfg.batch_size, 1, cfg.dim, generator=g).to(dtype) for _ in range(cfg.decode_steps)
+        ]
+
+        def run() -> None:
+            s = state
+            for x1 in steps:
+                _, s = module(x1, state=s)
+
+        t = time_call(run, repeats=cfg.repeats, warmup=1, max_seconds=cfg.max_step_seconds)
+    return {
+        "context": context,
+        "dtype": str(dtype).removeprefix("torch."),
+        "decode_tok_s": cfg.batch_size * cfg.decode_steps / t.median_s,
+    }
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+
+
+def run_speed(cfg: SpeedConfig, log: Callable[[str], None] = print) -> SpeedResults:
+    cfg.validate()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    names = cfg.mixers if cfg.mixers is not None else TOKEN_MIXERS.list()
+    peak = {dt: matmul_gflops(DTYPES[dt]) for dt in cfg.dtypes}
+    log("matmul peak: " + ", ".join(f"{dt} {v:.0f} GFLOP/s" for dt, v in peak.items()))
+    results = SpeedResults(machine=machine_info(), config=asdict(cfg), matmul_gflops=peak)
+    for name in names:
+        started = time.perf_counter()
+        for dt in cfg.dtypes:
+            dtype = DTYPES[dt]
+            torch.manual_seed(0)
+            try:
+                module = build_mixer(name, cfg, dtype)
+            except (ConfigError, RuntimeError, TypeError) as exc:
+                results.cases.append({"mixer": name, "dtype": dt, "error": _error(exc)})
+                continue
+            too_slow = False
+            for seq_len in cfg.lengths:
+                row: dict[str, Any] = {"mixer": name, "dtype": dt, "seq_len": seq_len}
+                if too_slow:
+                    row["error"] = "skipped: the previous length exceeded max_step_seconds"
+                else:
+                    try:
+                        row.update(measure_layer(module, mixer_call, cfg, seq_len, dtype))
+                        row["frac_matmul_peak"] = row["gflops"] / peak[dt]
+                        too_slow = row["fwdbwd_s"] > cfg.max_step_seconds
+                    except (RuntimeError, NotImplementedError, ValueError) as exc:
+                        row["error"] = _error(exc)
+                results.cases.append(row)
+            for context in cfg.decode_contexts:
+                try:
+                    results.decode.append({"mixer": name, **measure_decode(module, cfg, context, dtype)})
+                except (RuntimeError, NotImplementedError, ValueError) as exc:
+                    results.decode.append(
+                        {"mixer": name, "dtype": dt, "context": context, "error": _error(exc)}
+                    )
+            if dt == cfg.dtypes[0]:
+                results.reference.append(_measure_reference(name, module, cfg, dtype, results.cases))
+                if cfg.peers:
+                    results.peers.extend(_measure_peers(name, cfg, dtype, results.cases, log))
+        log(f"{name}: {time.perf_counter() - started:.1f} s")
+    return results
+
+
+def _fast_row(cases: list[dict[str, Any]], name: str, dtype: str, seq_len: int) -> dict[str, Any] | None:
+    for row in cases:
+        if (
+            row["mixer"] == name
+            and row["dtype"] == dtype
+            and row.get("seq_len") == seq_len
+            and "error" not in row
+        ):
+            return row
+    return None
+
+
+def _measure_reference(
+    name: str, module: nn.Module, cfg: SpeedConfig, dtype: torch.dtype, cases: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Forward+backward of the per-step reference at ``reference_length``, against the fast form."""
+    seq_len, dt = cfg.reference_length, str(dtype).removeprefix("torch.")
+    row: dict[str, Any] = {"mixer": name, "seq_len": seq_len, "dtype": dt}
+    fast = _fast_row(cases, name, dt, seq_len)
+    try:
+        if fast is None:
+            fast = measure_layer(module, mixer_call, cfg, seq_len, dtype, flops=False, forward=False)
+        module.mode = "reference"
+        # Probe at a short length first: a reference that would take minutes is reported, not run.
+        probe_len = min(seq_len, 128)
+        probe = measure_layer(
+            module, mixer_call, cfg, probe_len, dtype, repeats=1, warmup=0, flops=False, forward=False
+        )
+        estimate = probe["fwdbwd_s"] * seq_len / probe_len
+        if estimate > 20 * cfg.max_step_seconds:
+            row["error"] = f"skipped: estimated {estimate:.0f} s per step at L={seq_len}"
+            row["ref_estimated_s"] = estimate
+            row["speedup_lower_bound"] = estimate / fast["fwdbwd_s"]
+        else:
+            ref = measure_layer(
+                module, mixer_call, cfg, seq_len, dtype, repeats=1, warmup=0, flops=False, forward=False
+            )
+            row["ref_fwdbwd_tok_s"] = ref["fwdbwd_tok_s"]
+            row["fast_fwdbwd_tok_s"] = fast["fwdbwd_tok_s"]
+            row["speedup"] = fast["fwdbwd_tok_s"] / ref["fwdbwd_tok_s"]
+    except (RuntimeError, NotImplementedError, ValueError) as exc:
+        row["error"] = _error(exc)
+    finally:
+        module.mode = type(module).modes[0]
+    return row
+
+
+def _measure_peers(
+    name: str, cfg: SpeedConfig, dtype: torch.dtype, cases: list[dict[str, Any]], log: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    from mixerlab.bench.peers import peers_for
+
+    rows = []
+    dt = str(dtype).removeprefix("torch.")
+    for peer in peers_for(name):
+        for seq_len in cfg.lengths:
+            row: dict[str, Any] = {
+                "mixer": name,
+                "peer": peer.name,
+                "seq_len": seq_len,
+                "dtype": dt,
+                "peer_kind": peer.kind,
+            }
+            fast = _fast_row(cases, name, dt, seq_len)
+            try:
+                module = peer.build(cfg.dim, cfg.num_heads).to(dtype)
+                measured = measure_layer(module, peer.call, cfg, seq_len, dtype, flops=False, forward=False)
+                row["peer_fwdbwd_tok_s"] = measured["fwdbwd_tok_s"]
+                if fast is not None:
+                    row["ratio"] = fast["fwdbwd_tok_s"] / measured["fwdbwd_tok_s"]
+                if measured["fwdbwd_s"] > cfg.max_step_seconds:
+                    rows.append(row)
+                    break
+            except ImportError as exc:
+                row["error"] = f"not installed: {exc}"
+                rows.append(row)
+                break
+            except (RuntimeError, ValueError, TypeError, AttributeError) as exc:
+                row["error"] = _error(exc)
+            rows.append(row)
+    if rows:
+        log(f"  peers of {name}: " + ", ".join(sorted({r["peer"] for r in rows})))
+    return rows
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+__all__ = ["SpeedConfig", "SpeedResults", "run_speed"]

@@ -1,0 +1,59 @@
+"""``mixerlab speed``: measure throughput and memory of token mixers (see bench/speed.py)."""
+
+from __future__ import annotations
+
+import datetime
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+from mixerlab.bench.speed import SpeedConfig, run_speed
+from mixerlab.bench.speed_report import summary, update_benchmarks_md, write_files
+from mixerlab.cli.app import app
+
+
+def _ints(text: str | None) -> list[int] | None:
+    return None if text is None else [int(v) for v in text.split(",") if v]
+
+
+@app.command()
+def speed(
+    mixers: str = typer.Option(None, help="Comma-separated mixer names (default: every registered mixer)."),
+    quick: bool = typer.Option(False, help="A few-minute run: L in {256, 1024}, float32, fewer repeats."),
+    lengths: str = typer.Option(None, help="Comma-separated sequence lengths (default 256,1024,4096,16384)."),
+    dtypes: str = typer.Option(None, help="Comma-separated dtypes (default float32,bfloat16)."),
+    batch_size: int = typer.Option(None, help="Batch size (default 4)."),
+    dim: int = typer.Option(None, help="Model width (default 256)."),
+    num_heads: int = typer.Option(None, help="Heads, for mixers that have them (default 4)."),
+    repeats: int = typer.Option(None, help="Timed repeats per figure (median reported)."),
+    peers: bool = typer.Option(True, help="Also measure installed peer implementations."),
+    out: Path = typer.Option(Path("runs/speed"), help="Directory for speed.json, speed.csv and speed.png."),
+    benchmarks_md: Path = typer.Option(None, help="Also write the tables into this BENCHMARKS.md section."),
+) -> None:
+    """Throughput, memory, decoding speed and speed-ups against baselines measured in the same run."""
+    overrides = {
+        k: v
+        for k, v in {
+            "mixers": None if mixers is None else [m for m in mixers.split(",") if m],
+            "lengths": _ints(lengths),
+            "dtypes": None if dtypes is None else [d for d in dtypes.split(",") if d],
+            "batch_size": batch_size,
+            "dim": dim,
+            "num_heads": num_heads,
+            "repeats": repeats,
+            "peers": peers,
+        }.items()
+        if v is not None
+    }
+    cfg = SpeedConfig.quick(**overrides) if quick else SpeedConfig(**overrides)
+    results = run_speed(cfg, log=lambda msg: typer.echo(msg, err=True))
+    results.config["date"] = datetime.date.today().isoformat()
+    typer.echo(summary(results))
+    for path in write_files(results, out):
+        typer.echo(f"wrote {path}")
+    if benchmarks_md is not None:
+        command = "mixerlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        update_benchmarks_md(benchmarks_md, "speed-quick" if quick else "speed", command, results)
+        typer.echo(f"updated {benchmarks_md}")

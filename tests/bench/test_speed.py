@@ -1,0 +1,93 @@
+"""``mixerlab speed`` at a toy size: every figure is produced, ratios use same-run baselines, files
+are written and BENCHMARKS.md sections are replaced without touching the rest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mixerlab.bench.measure import peak_memory_mb, time_call
+from mixerlab.bench.speed import SpeedConfig, run_speed
+from mixerlab.bench.speed_report import summary, targets, update_benchmarks_md, write_files
+from mixerlab.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def results():
+    cfg = SpeedConfig(
+        mixers=["attention", "sliding_window"],
+        lengths=[16, 32],
+        batch_size=2,
+        dim=16,
+        num_heads=2,
+        dtypes=["float32"],
+        repeats=1,
+        warmup=0,
+        decode_contexts=[8, 16],
+        decode_steps=2,
+        reference_length=16,
+    )
+    return run_speed(cfg, log=lambda _: None)
+
+
+def test_every_case_is_measured(results):
+    assert {(r["mixer"], r["seq_len"]) for r in results.cases} == {
+        (m, n) for m in ("attention", "sliding_window") for n in (16, 32)
+    }
+    for row in results.cases:
+        assert "error" not in row, row
+        assert row["fwdbwd_tok_s"] > 0 and row["fwd_tok_s"] > 0 and row["flops_fwdbwd"] > 0
+        assert 0 < row["frac_matmul_peak"] == pytest.approx(row["gflops"] / results.matmul_gflops["float32"])
+    assert len(results.decode) == 4 and all(r["decode_tok_s"] > 0 for r in results.decode)
+
+
+def test_reference_speedup_is_a_same_run_ratio(results):
+    for row in results.reference:
+        assert row["speedup"] == pytest.approx(row["fast_fwdbwd_tok_s"] / row["ref_fwdbwd_tok_s"])
+
+
+def test_attention_is_compared_with_plain_sdpa(results):
+    peers = [r for r in results.peers if r["mixer"] == "attention"]
+    assert peers and all(r["ratio"] > 0 for r in peers)
+
+
+def test_summary_files_and_benchmarks_section(results, tmp_path):
+    text = summary(results)
+    assert "attention" in text and "targets:" in text
+    paths = write_files(results, tmp_path)
+    data = json.loads((tmp_path / "speed.json").read_text())
+    assert len(data["cases"]) == 4 and (tmp_path / "speed.csv").read_text().count("\n") == 5
+    assert any(p.suffix == ".png" for p in paths)
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\nhand-written notes stay\n")
+    update_benchmarks_md(md, "speed-quick", "mixerlab speed --quick", results)
+    update_benchmarks_md(md, "speed-quick", "mixerlab speed --quick", results)
+    out = md.read_text()
+    assert "hand-written notes stay" in out and out.count("<!-- speed-quick:start -->") == 1
+    assert "| attention |" in out
+
+
+def test_targets_report_status_for_each_row(results):
+    rows = targets(results)
+    assert rows[0] == ["target", "mixer", "figure", "status"]
+    assert all(r[3] in {"met", "MISSED", "not measured"} for r in rows[1:])
+
+
+def test_bad_config_is_a_clear_error():
+    with pytest.raises(ConfigError, match="mixers='nope'"):
+        run_speed(SpeedConfig(mixers=["nope"]))
+    with pytest.raises(ConfigError, match="dtypes='float8'"):
+        run_speed(SpeedConfig(mixers=["attention"], dtypes=["float8"]))
+
+
+def test_peak_memory_sees_a_large_allocation():
+    mib = peak_memory_mb(lambda: torch.ones(64 * 2**20 // 4).sum())
+    assert mib != mib or mib >= 48  # nan where /proc/self/clear_refs is unavailable
+
+
+def test_time_call_reports_median():
+    calls = []
+    t = time_call(lambda: calls.append(1), repeats=3, warmup=2)
+    assert len(calls) == 5 and t.repeats == 3 and t.best_s <= t.median_s
