@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from mixerlab.errors import check, check_divisible, check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
-from mixerlab.ops.attention import attention_parallel, attention_reference
+from mixerlab.ops.attention import attention_local_chunk, attention_parallel, attention_reference
 from mixerlab.ops.rotary import rotary
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -58,8 +58,12 @@ class _SoftmaxAttention(TokenMixer):
         return rotary(t, positions, self.rotary_base)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        op = attention_reference if self.mode == "reference" else attention_parallel
-        o = op(q, k, v, window=self.window)
+        if self.mode == "reference":
+            o = attention_reference(q, k, v, window=self.window)
+        elif self.mode == "chunk" and q.shape[1] > 1:
+            o = attention_local_chunk(q, k, v, window=self.window)
+        else:
+            o = attention_parallel(q, k, v, window=self.window)
         return self.o_proj(rearrange(o, "b t h v -> b t (h v)"))
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
@@ -119,7 +123,7 @@ class Attention(_SoftmaxAttention):
     "sliding_window",
     paper="Longformer: The Long-Document Transformer (causal local attention)",
     arxiv="2004.05150",
-    test_kwargs={"dim": 16, "num_heads": 2, "window": 5},
+    test_kwargs={"dim": 16, "num_heads": 2, "window": 4},
     meta={"state": "2 (w-1) G K", "time": "O(T w D)", "memory": "O(T D)", "state_kind": "fixed"},
 )
 class SlidingWindowAttention(_SoftmaxAttention):
@@ -129,7 +133,11 @@ class SlidingWindowAttention(_SoftmaxAttention):
     ``window - 1`` keys and values. Keys are cached *before* rotation and rotated by their position
     within the kept window: rotary scores depend only on relative position, so this equals
     rotating by absolute position while keeping the state bounded (no position counter).
+    Modes: ``chunk`` (blocks of ``window`` queries against ``2 * window`` keys, O(T w)), ``sdpa``
+    (one banded mask, O(T^2)), ``reference``.
     """
+
+    modes = ("chunk", "sdpa", "reference")
 
     def __init__(
         self,
