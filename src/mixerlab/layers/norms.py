@@ -3,14 +3,16 @@
 - ``layernorm`` — Layer Normalization (arXiv:1607.06450).
 - ``rmsnorm`` — Root Mean Square Layer Normalization (arXiv:1910.07467).
 - ``dyt`` — Dynamic Tanh, "Transformers without Normalization" (arXiv:2503.10622).
+- ``evonorm`` — EvoNorm-S0, "Evolving Normalization-Activation Layers" (arXiv:2004.02967).
 """
 
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
-from mixerlab.errors import check, check_positive_int
+from mixerlab.errors import check, check_divisible, check_positive_int
 from mixerlab.registry import NORMS
 
 _TINY = {"dim": 8}
@@ -67,3 +69,40 @@ class DynamicTanh(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.tanh(self.alpha * x) * self.weight + self.bias
+
+
+@NORMS.register(
+    "evonorm",
+    paper="Evolving Normalization-Activation Layers",
+    arxiv="2004.02967",
+    test_kwargs={"dim": 8, "num_groups": 2},
+)
+class EvoNormS0(nn.Module):
+    """EvoNorm-S0, "Evolving Normalization-Activation Layers" (arXiv:2004.02967).
+
+        y = x sigmoid(v x) / sqrt(groupvar(x) + eps) * gamma + beta
+
+    ``groupvar`` is the variance over the ``D / G`` channels of each of ``num_groups`` groups, per
+    position (the paper's images add the spatial positions to the group; a token has none). A
+    sample-based layer: no batch statistics, so it acts per position and is causal. It is a
+    normalisation *and* an activation (the ``x sigmoid(v x)`` is Swish). Paper default: 32 groups;
+    here ``min(32, D)`` must divide ``D``, so the default is 8 for small widths. ``v``, ``gamma``
+    start at 1 and ``beta`` at 0, as in the paper.
+    """
+
+    def __init__(self, dim: int, num_groups: int = 8, eps: float = 1e-5) -> None:
+        super().__init__()
+        check_positive_int("evonorm", "dim", dim)
+        check_positive_int("evonorm", "num_groups", num_groups)
+        check_divisible("evonorm", "dim", dim, "num_groups", num_groups)
+        check(eps > 0, "evonorm", "eps", eps, "expected > 0")
+        self.dim, self.num_groups, self.eps = dim, num_groups, eps
+        self.v = nn.Parameter(torch.ones(dim))
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        xg = rearrange(x, "... (g c) -> ... g c", g=self.num_groups)
+        std = torch.sqrt(xg.var(-1, unbiased=False, keepdim=True) + self.eps)
+        num = rearrange(x * torch.sigmoid(self.v * x), "... (g c) -> ... g c", g=self.num_groups)
+        return rearrange(num / std, "... g c -> ... (g c)") * self.weight + self.bias

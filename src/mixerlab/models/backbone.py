@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from mixerlab.errors import ConfigError, check_positive_int
 from mixerlab.layers.block import Block
+from mixerlab.layers.sharing import sharing_scope
 from mixerlab.layers.spec import Spec, build
 from mixerlab.layers.token_mixers.base import State, TokenMixer
 from mixerlab.registry import CHANNEL_MIXERS, NORMS, TOKEN_MIXERS
@@ -47,16 +48,19 @@ class Backbone(nn.Module):
         self.dim, self.depth = dim, depth
         mixers = schedule("mixer", mixer, depth)
         channels = schedule("channel_mixer", channel_mixer, depth)
-        self.blocks = nn.ModuleList(
-            Block(
-                mixer=build(TOKEN_MIXERS, m, dim=dim),
-                channel_mixer=build(CHANNEL_MIXERS, c, dim=dim),
-                norm1=build(NORMS, norm, dim=dim),
-                norm2=build(NORMS, norm, dim=dim),
-            )
-            for m, c in zip(mixers, channels)
-        )
+        # Layers of this model may share modules (WideNet); layers of two models never do.
+        with sharing_scope():
+            self.blocks = nn.ModuleList(self._block(dim, m, c, norm) for m, c in zip(mixers, channels))
         self.norm = build(NORMS, norm, dim=dim)
+
+    @staticmethod
+    def _block(dim: int, mixer: Spec, channel_mixer: Spec, norm: Spec) -> Block:
+        return Block(
+            mixer=build(TOKEN_MIXERS, mixer, dim=dim),
+            channel_mixer=build(CHANNEL_MIXERS, channel_mixer, dim=dim),
+            norm1=build(NORMS, norm, dim=dim),
+            norm2=build(NORMS, norm, dim=dim),
+        )
 
     @property
     def mixers(self) -> list[TokenMixer]:

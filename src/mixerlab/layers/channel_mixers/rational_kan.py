@@ -1,0 +1,85 @@
+"""Group-rational KAN channel mixer ``grkan``, "Kolmogorov-Arnold Transformer" (arXiv:2409.10594).
+
+Shapes: ``x: [..., D] -> [..., D]``, hidden width ``H``; rational coefficients ``[G, 6]`` and
+``[G, 4]`` per rational (``G`` channel groups). The math lives in :mod:`mixerlab.ops.kan.rational`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+
+from mixerlab.errors import check_choice, check_divisible, check_positive_int
+from mixerlab.layers.channel_mixers.mlp import hidden_width
+from mixerlab.ops.kan import RATIONAL_INITS, rational_fused, rational_init, rational_second_moment
+from mixerlab.registry import CHANNEL_MIXERS
+
+
+class GroupRational(nn.Module):
+    """``F_g(x) = P_g(x) / (1 + sum_j |b_{g,j}| |x|^j)`` applied to each of ``G`` channel groups."""
+
+    def __init__(self, width: int, num_groups: int, init: str) -> None:
+        super().__init__()
+        num, den = rational_init(init)
+        self.numerator = nn.Parameter(num.float().repeat(num_groups, 1))  # [G, 6]
+        self.denominator = nn.Parameter(den.float().repeat(num_groups, 1))  # [G, 4]
+        self.width, self.num_groups = width, num_groups
+
+    def forward(self, x: Tensor) -> Tensor:
+        return rational_fused(x, self.numerator, self.denominator)
+
+    def second_moment(self) -> float:
+        return rational_second_moment(self.numerator.detach(), self.denominator.detach())
+
+
+@CHANNEL_MIXERS.register(
+    "grkan",
+    paper="Kolmogorov-Arnold Transformer",
+    arxiv="2409.10594",
+    test_kwargs={"dim": 8, "hidden_dim": 8, "num_groups": 2},
+    meta={"params": "MLP + 10 G per rational", "time": "O(N D H)"},
+)
+class GRKAN(nn.Module):
+    """Kolmogorov-Arnold Transformer (arXiv:2409.10594): the GR-KAN that replaces a transformer MLP.
+
+    Two group-rational KAN layers, each a shared-per-group rational then a linear map:
+
+        y = W_2 F_2(W_1 F_1(x) + b_1) + b_2
+        F(x) = (a_0 + ... + a_5 x^5) / (1 + |b_1| |x| + ... + |b_4| |x|^4)
+
+    Channels are split into ``num_groups`` groups (default 8, the paper's) sharing one rational, so
+    the rational parameters are ``10 G`` per layer instead of per edge. ``F_1`` starts as the identity
+    and ``F_2`` as GELU (``second_init``), the paper's choice, so at initialisation GR-KAN is the
+    MLP it replaces. Variance-preserving init: ``Var(W) = 1 / (d_in E[F(x)^2])`` with
+    ``x ~ N(0, 1)``, so unit-variance inputs give unit-variance outputs.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        expand: float = 4.0,
+        hidden_dim: int | None = None,
+        num_groups: int = 8,
+        second_init: str = "gelu",
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        hidden = hidden_width("grkan", dim, expand, hidden_dim)
+        check_positive_int("grkan", "num_groups", num_groups)
+        check_divisible("grkan", "dim", dim, "num_groups", num_groups)
+        check_divisible("grkan", "hidden_dim", hidden, "num_groups", num_groups)
+        check_choice("grkan", "second_init", second_init, RATIONAL_INITS)
+        self.dim = dim
+        self.rational1 = GroupRational(dim, num_groups, "identity")
+        self.fc1 = nn.Linear(dim, hidden, bias=bias)
+        self.rational2 = GroupRational(hidden, num_groups, second_init)
+        self.fc2 = nn.Linear(hidden, dim, bias=bias)
+        for rational, fc in ((self.rational1, self.fc1), (self.rational2, self.fc2)):
+            std = 1.0 / math.sqrt(fc.in_features * rational.second_moment())
+            nn.init.normal_(fc.weight, std=std)
+            if fc.bias is not None:
+                nn.init.zeros_(fc.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.rational2(self.fc1(self.rational1(x))))
