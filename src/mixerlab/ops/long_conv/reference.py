@@ -1,0 +1,25 @@
+"""Causal long convolution as a plain sum per output step (the specification).
+
+``y[t] = sum_{s=0}^{t} k[s] * u[t - s]`` per channel.
+
+Shapes: ``u: [B, T, C]``; ``k: [L, C]`` with ``L >= T`` (taps beyond ``T - 1`` are never read).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def long_conv_reference(u: Tensor, k: Tensor, *, start: int = 0) -> Tensor:
+    """Outputs ``t = start .. T-1`` of the causal convolution of ``u`` with ``k``: ``[B, T - start, C]``.
+
+    ``start`` lets a caller that keeps the past inputs in front of ``u`` ask only for the new steps.
+    """
+    outs = []
+    for t in range(start, u.shape[1]):
+        taps = k[: t + 1].flip(0)  # [t+1, C]: tap for input s is k[t - s]
+        outs.append(torch.einsum("bsc,sc->bc", u[:, : t + 1], taps))
+    if not outs:
+        return u.new_zeros(u.shape[0], 0, u.shape[2])
+    return torch.stack(outs, dim=1)

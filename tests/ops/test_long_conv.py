@@ -1,0 +1,62 @@
+"""Causal long convolution: FFT form and one-step form against the per-step sums."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mixerlab.ops.long_conv import long_conv_fft, long_conv_recurrent, long_conv_reference
+
+
+def _data(T=33, C=5, L=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(2, T, C, generator=g, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(L, C, generator=g, dtype=torch.float64, requires_grad=True)
+    return u, k
+
+
+@pytest.mark.parametrize("T", [1, 2, 17, 33])
+def test_fft_matches_reference_outputs_and_gradients(T):
+    u, k = _data(T=T)
+    g = torch.randn(2, T, 5, dtype=torch.float64)
+    y_fft, y_ref = long_conv_fft(u, k), long_conv_reference(u, k)
+    torch.testing.assert_close(y_fft, y_ref, rtol=1e-9, atol=1e-10)
+    grads_fft = torch.autograd.grad(y_fft, (u, k), g)
+    grads_ref = torch.autograd.grad(y_ref, (u, k), g)
+    for a, b in zip(grads_fft, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("start", [0, 1, 20, 32])
+def test_start_returns_the_tail_of_the_full_output(start):
+    u, k = _data()
+    full = long_conv_reference(u, k)
+    torch.testing.assert_close(long_conv_fft(u, k, start=start), full[:, start:], rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(long_conv_reference(u, k, start=start), full[:, start:])
+
+
+def test_recurrent_step_is_the_last_output():
+    u, k = _data(T=12)
+    for t in range(1, 13):
+        step = long_conv_recurrent(u[:, :t], k)
+        torch.testing.assert_close(step, long_conv_reference(u[:, :t], k)[:, -1])
+
+
+def test_known_filters_identity_and_delay():
+    u, _ = _data()
+    identity = torch.zeros(33, 5, dtype=torch.float64)
+    identity[0] = 1
+    torch.testing.assert_close(long_conv_fft(u, identity), u, rtol=1e-9, atol=1e-12)
+    delay = torch.zeros(33, 5, dtype=torch.float64)
+    delay[3] = 2.0  # y[t] = 2 u[t-3]
+    expected = torch.cat([torch.zeros_like(u[:, :3]), 2 * u[:, :-3]], dim=1)
+    torch.testing.assert_close(long_conv_fft(u, delay), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_causal_future_inputs_do_not_leak():
+    u, k = _data()
+    u2 = u.detach().clone()
+    u2[:, 20:] += 100.0
+    torch.testing.assert_close(
+        long_conv_fft(u2, k)[:, :20], long_conv_fft(u, k)[:, :20], rtol=1e-9, atol=1e-9
+    )
