@@ -1,0 +1,144 @@
+"""ParaGRU over a whole sequence by Newton's method with parallel linear scans (the fast form).
+
+"ParaRNN: Unlocking Parallel Training of Nonlinear RNNs for Large Language Models"
+(arXiv:2510.21450). The sequence ``h_t = f(h_{t-1}, x_t)`` is one system of equations
+``F_t(h) = h_t - f(h_{t-1}, x_t) = 0``. A Newton step solves ``J_F delta = -F``; since ``J_F`` is
+block-bidiagonal with diagonal blocks ``-A_t = -df/dh_{t-1}``, that is the *linear* recurrence
+
+    delta_t = A_t delta_{t-1} + (f(h_{t-1}, x_t) - h_t),      delta_0 = 0,
+
+solved for all ``t`` at once by a parallel (Hillis-Steele, ``log2 T`` rounds) scan. Each step
+makes at least one more position exact (position ``t`` is exact once ``t - 1`` is), so ``T``
+iterations are exact in exact arithmetic; in practice convergence is quadratic and takes a few.
+
+Gradients use the implicit function theorem at the solution ``h*`` (as the paper does): with
+``g = dL/dh*``, the adjoint ``lam`` solves the transposed system ``lam_t = g_t + A_{t+1} lam_{t+1}``
+(the same scan run backwards), and ``dL/d(inputs) = lam . df/d(inputs)`` at ``h*``. In code: one
+differentiable evaluation ``f(h*_{t-1}, x_t)`` for all ``t`` (with ``h*`` detached, so autograd
+supplies the local derivatives), whose incoming gradient is replaced by ``lam``. No Newton
+iteration is recorded for autograd.
+
+Shapes: ``pre: [B, T, 3, N]``, ``A: [3, N]``, ``h0: [B, N]`` -> ``h: [B, T, N]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mixerlab.ops.pararnn.recurrent import paragru_recurrent, paragru_recurrent_jacobian
+
+
+def _scan_rounds(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Hillis-Steele along dim 1: returns the inclusive composites ``(A_t, y_t)``."""
+    T = a.shape[1]
+    offset = 1
+    while offset < T:
+        # The first `offset` positions already hold their final values; slicing (rather than
+        # padding with the identity) also keeps an overflowed product from meeting a zero.
+        b = torch.cat([b[:, :offset], b[:, offset:] + a[:, offset:] * b[:, : T - offset]], dim=1)
+        a = torch.cat([a[:, :offset], a[:, offset:] * a[:, : T - offset]], dim=1)
+        offset *= 2
+    return a, b
+
+
+def linear_scan(a: Tensor, b: Tensor, *, block: int = 32) -> Tensor:
+    """``y_t = a_t y_{t-1} + b_t`` along dim 1 with ``y_{-1} = 0``, ``a, b: [B, T, ...]``.
+
+    Blocked parallel scan: Hillis-Steele rounds inside blocks of ``block`` steps (each round
+    composes every element with the one ``offset`` earlier, ``(a, b) o (a', b') = (a a', a b' + b)``),
+    the same scan over the ``T / block`` block totals, then one pass adding each block's carry-in.
+    That is ``log2(block) + 1`` passes over the full sequence instead of ``log2(T)``.
+    """
+    T = a.shape[1]
+    if block >= T:
+        return _scan_rounds(a, b)[1]
+    pad = -T % block
+    if pad:  # identity steps appended at the end change nothing before them
+        a = torch.cat([a, a.new_ones(a.shape[0], pad, *a.shape[2:])], dim=1)
+        b = torch.cat([b, b.new_zeros(b.shape[0], pad, *b.shape[2:])], dim=1)
+    a_blk = a.unflatten(1, (-1, block)).transpose(1, 2)  # [B, block, T / block, ...]
+    b_blk = b.unflatten(1, (-1, block)).transpose(1, 2)
+    a_cum, y_loc = _scan_rounds(a_blk, b_blk)
+    ends = linear_scan(a_cum[:, -1], y_loc[:, -1], block=block)  # [B, T / block, ...]
+    carry_in = torch.cat([torch.zeros_like(ends[:, :1]), ends[:, :-1]], dim=1)
+    y = y_loc + a_cum * carry_in[:, None]
+    return y.transpose(1, 2).flatten(1, 2)[:, :T]
+
+
+def _shift(h: Tensor, h0: Tensor) -> Tensor:
+    """``[h0, h_0, ..., h_{T-2}]``: each step's previous state."""
+    return torch.cat([h0[:, None], h[:, :-1]], dim=1)
+
+
+@torch.no_grad()
+def newton_solve(
+    pre: Tensor, A: Tensor, h0: Tensor, *, tol: float | None = None, max_iters: int | None = None
+) -> tuple[Tensor, Tensor, int]:
+    """Solve ``h_t = f(h_{t-1}, x_t)`` for all ``t``; returns ``(h*, A_t at h*, iterations)``."""
+    T = pre.shape[1]
+    tol = torch.finfo(pre.dtype).eps ** 0.5 if tol is None else tol
+    max_iters = T if max_iters is None else max_iters
+    # Initial guess (the authors'): every step evaluated from a zero previous state, except the
+    # first, which sees the true h0 and so is exact from the start.
+    h = paragru_recurrent(_shift(torch.zeros_like(pre[:, :, 0]), h0), pre, A)
+    iters = 0
+    for iters in range(1, max_iters + 1):
+        f_val, jac = paragru_recurrent_jacobian(_shift(h, h0), pre, A)
+        delta = linear_scan(jac, f_val - h)
+        h = h + delta
+        step = delta.abs().max().item()
+        if not math.isfinite(step):
+            raise FloatingPointError(
+                f"ParaRNN Newton iteration {iters} produced a non-finite update (the linearised "
+                "recurrence overflowed); evaluate this layer with mode='reference' instead"
+            )
+        if step <= tol:
+            break
+    _, jac = paragru_recurrent_jacobian(_shift(h, h0), pre, A)
+    return h, jac, iters
+
+
+class _ImplicitAdjoint(torch.autograd.Function):
+    """Identity forward; backward turns ``dL/dh*`` into the adjoint ``lam`` (see module doc)."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, jac: Tensor) -> Tensor:
+        ctx.save_for_backward(jac)
+        return h.view_as(h)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (jac,) = ctx.saved_tensors
+        # lam_t = g_t + A_{t+1} lam_{t+1}: a forward scan on the time-reversed sequence.
+        a_next = F.pad(jac[:, 1:], (0, 0, 0, 1))
+        lam = linear_scan(a_next.flip(1), grad.flip(1)).flip(1)
+        return lam, None
+
+
+def pararnn_newton(
+    pre: Tensor,
+    A: Tensor,
+    h0: Tensor | None = None,
+    *,
+    tol: float | None = None,
+    max_iters: int | None = None,
+) -> tuple[Tensor, int]:
+    """``(h [B, T, N], Newton iterations used)``; ``tol`` defaults to ``sqrt(eps)`` of the dtype
+    (the following quadratic step is then at rounding level), ``max_iters`` to ``T`` (exact)."""
+    B, T, _, N = pre.shape
+    h0 = pre.new_zeros(B, N) if h0 is None else h0
+    if T == 0:
+        return pre.new_zeros(B, 0, N), 0
+    h_star, jac, iters = newton_solve(pre.detach(), A.detach(), h0.detach(), tol=tol, max_iters=max_iters)
+    # One differentiable evaluation at the solution: equal to h* (to rounding), and its graph
+    # holds the local derivatives df/d(pre, A, h0) that the adjoint weights.
+    h_prev = torch.cat([h0[:, None], h_star[:, :-1]], dim=1)
+    z = torch.sigmoid(pre[:, :, 0] + A[0] * h_prev)
+    r = torch.sigmoid(pre[:, :, 1] + A[1] * h_prev)
+    c = torch.tanh(pre[:, :, 2] + A[2] * (r * h_prev))
+    h = h_prev + z * (c - h_prev)
+    return _ImplicitAdjoint.apply(h, jac), iters
