@@ -61,3 +61,11 @@ def test_tap_convention_last_tap_is_current_token():
     y, _ = causal_conv1d(x, delay)
     torch.testing.assert_close(y[:, 2:], x[:, :-2])
     assert (y[:, :2] == 0).all()
+
+
+def test_empty_input_keeps_the_state():
+    weight = torch.randn(3, 4, dtype=torch.float64)
+    state = torch.randn(2, 3, 3, dtype=torch.float64)
+    y, new_state = causal_conv1d(torch.zeros(2, 0, 3, dtype=torch.float64), weight, None, state)
+    assert y.shape == (2, 0, 3)
+    torch.testing.assert_close(new_state, state)

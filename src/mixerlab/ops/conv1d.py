@@ -56,6 +56,8 @@ def causal_conv1d(
     """Fast form: one grouped ``F.conv1d`` over the carried tail followed by ``x``."""
     W = weight.shape[1]
     padded = _with_past(x, weight, state)
+    if x.shape[1] == 0:  # nothing to convolve; F.conv1d rejects inputs shorter than the kernel
+        return x, padded[:, padded.shape[1] - (W - 1) :]
     y = F.conv1d(
         rearrange(padded, "b t c -> b c t"),
         rearrange(weight, "c w -> c 1 w"),
