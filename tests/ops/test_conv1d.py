@@ -17,7 +17,7 @@ def _data(W: int, T: int = 11, B: int = 2, C: int = 3):
     return x, weight, bias, state
 
 
-@pytest.mark.parametrize("W", [1, 2, 4])
+@pytest.mark.parametrize("W", [1, 2, 4, 9, 16])  # 9 and 16 take the F.conv1d path
 @pytest.mark.parametrize("with_state", [False, True])
 def test_fast_matches_reference(W, with_state):
     x, weight, bias, state = _data(W)

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 
 from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
+from mixerlab.ops.conv1d import causal_conv1d
 from mixerlab.ops.delta_rule import delta_rule_chunk, delta_rule_recurrent, delta_rule_reference
-from mixerlab.ops.delta_rule._short_conv import short_causal_conv1d
 from mixerlab.registry import TOKEN_MIXERS
 
 
@@ -83,7 +83,7 @@ class _DeltaRuleMixer(TokenMixer):
         qkv = self.qkv_proj(x)
         new_state: State = {}
         if self.conv_size is not None:
-            qkv, new_state["conv"] = short_causal_conv1d(qkv, self.conv_weight, None, conv_state)
+            qkv, new_state["conv"] = causal_conv1d(qkv, self.conv_weight, None, conv_state)
         # The authors' default: SiLU on q, k, v (after the short conv), then L2-normalised q and k.
         qkv = F.silu(qkv)
         H, K = self.num_heads, self.head_dim

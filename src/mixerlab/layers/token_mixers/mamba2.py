@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from mixerlab.errors import check, check_divisible, check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer
-from mixerlab.ops.delta_rule._short_conv import short_causal_conv1d
+from mixerlab.ops.conv1d import causal_conv1d
 from mixerlab.ops.ssd import ssd_chunk, ssd_recurrent, ssd_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -101,7 +101,7 @@ class Mamba2(TokenMixer):
         self._check_input(x, mask)
         E, N, H = self.inner, self.state_dim, self.num_heads
         z, xbc, dt = self.in_proj(x).split([E, E + 2 * N, H], dim=-1)
-        xbc, conv_state = short_causal_conv1d(
+        xbc, conv_state = causal_conv1d(
             xbc, self.conv_weight, self.conv_bias, None if state is None else state["conv"]
         )
         xs, B_, C_ = F.silu(xbc).split([E, N, N], dim=-1)
