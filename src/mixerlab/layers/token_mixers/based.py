@@ -1,0 +1,159 @@
+"""The Based token mixer: Taylor linear attention on a short causal convolution, plus sliding-window
+softmax attention, "Simple linear attention language models balance the recall-throughput tradeoff"
+(arXiv:2402.18668).
+
+Shapes: ``x: [B, T, D]``; feature queries/keys ``[B, T, H, F]`` mapped to ``[B, T, H, 1 + F + F^2]``;
+values ``[B, T, H, V]``; linear-attention state ``S: [B, H, 1 + F + F^2, V]``, ``z: [B, H, 1 + F + F^2]``;
+convolution tail ``[B, conv_size - 1, D]``; window cache ``[B, <= window - 1, H, K]``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from mixerlab.errors import check_positive_int
+from mixerlab.layers.token_mixers.attention import SlidingWindowAttention
+from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
+from mixerlab.layers.token_mixers.linear_attention import (
+    feature_map,
+    feature_size,
+    run_linear_attention,
+)
+from mixerlab.registry import TOKEN_MIXERS
+
+
+@TOKEN_MIXERS.register(
+    "based",
+    paper="Simple linear attention language models balance the recall-throughput tradeoff",
+    arxiv="2402.18668",
+    test_kwargs={"dim": 16, "num_heads": 2, "feature_dim": 4, "window": 5, "conv_size": 3, "chunk_size": 8},
+    meta={
+        "state": "H (1 + F + F^2)(V + 1) + (conv_size - 1) D + 2 min(T, window - 1) H K",
+        "time": "O(T C F^2 V + T window D) per layer",
+        "memory": "O(T (C + F^2) + T window) per head",
+        "state_kind": "fixed",
+    },
+)
+class Based(TokenMixer):
+    """Based, "Simple linear attention LMs balance the recall-throughput tradeoff" (arXiv:2402.18668).
+
+    Based stacks three kinds of layers (gated short convolutions, Taylor linear attention and
+    sliding-window attention). As one token mixer this runs its two attention kinds side by side
+    and sums them, with the short convolution in front of the linear attention (it supplies the
+    local, precise token shifts the convolution layers give in the paper)::
+
+        u_t = sum_{j < conv_size} w_j * x_{t-j} + b                 (depthwise, causal)
+        phi(y) = [1, y / F^(1/4), vec(y y^T) / (sqrt(2) sqrt(F))]   (2nd-order Taylor of exp)
+        la_t = (phi(q_t) S_t / (phi(q_t) . z_t + eps)) W_o,   q, k, v from u_t,  eps = 1e-12
+        out_t = la_t + SlidingWindowAttention(x)_t
+
+    Defaults follow the authors' configs: ``feature_dim = 16``, ``conv_size = 3``, ``window = 64``.
+    The state holds the linear-attention ``S, z``, the convolution's last ``conv_size - 1`` inputs
+    and the window's key/value cache.
+    """
+
+    modes = ("chunk", "recurrent", "reference")
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 4,
+        feature_dim: int = 16,
+        window: int = 64,
+        conv_size: int = 3,
+        chunk_size: int = 64,
+        bias: bool = False,
+    ) -> None:
+        super().__init__()
+        name = "based"
+        self.head_dim = resolve_heads(name, dim, num_heads, None)
+        for field, value in (
+            ("feature_dim", feature_dim),
+            ("window", window),
+            ("conv_size", conv_size),
+            ("chunk_size", chunk_size),
+        ):
+            check_positive_int(name, field, value)
+        self.dim, self.num_heads, self.feature_dim = dim, num_heads, feature_dim
+        self.conv_size, self.chunk_size, self.eps = conv_size, chunk_size, 1e-12
+        self.key_dim = feature_size("taylor", feature_dim)
+        self.conv_weight = nn.Parameter(torch.randn(dim, conv_size) / conv_size**0.5)
+        self.conv_bias = nn.Parameter(torch.zeros(dim))
+        self.qk_proj = nn.Linear(dim, 2 * num_heads * feature_dim, bias=bias)
+        self.v_proj = nn.Linear(dim, dim, bias=bias)
+        self.o_proj = nn.Linear(dim, dim, bias=bias)
+        self.window_attention = SlidingWindowAttention(dim, num_heads=num_heads, window=window, bias=bias)
+
+    @TokenMixer.mode.setter
+    def mode(self, value: str) -> None:
+        TokenMixer.mode.fset(self, value)
+        self.window_attention.mode = "reference" if value == "reference" else "chunk"
+
+    def forward(
+        self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
+    ) -> tuple[Tensor, State]:
+        self._check_input(x, mask)
+        if state is None:
+            state = self.init_state(x.shape[0], device=x.device, dtype=x.dtype)
+        u, conv_tail = self._short_conv(x, state["conv"])
+        y_linear, S, z = self._taylor_attention(u, state["S"], state["z"])
+        y_window, window_state = self.window_attention(
+            x, state={"k": state["window_k"], "v": state["window_v"]}
+        )
+        new_state = {
+            "S": S,
+            "z": z,
+            "conv": conv_tail,
+            "window_k": window_state["k"],
+            "window_v": window_state["v"],
+        }
+        return y_linear + y_window, new_state
+
+    def _short_conv(self, x: Tensor, tail: Tensor) -> tuple[Tensor, Tensor]:
+        padded = torch.cat([tail, x], dim=1)  # [B, conv_size - 1 + T, D]
+        w = self.conv_size
+        if self.mode == "reference" or x.shape[1] == 0:
+            steps = [
+                (padded[:, t : t + w] * self.conv_weight.T).sum(1) + self.conv_bias for t in range(x.shape[1])
+            ]
+            u = torch.stack(steps, dim=1) if steps else x.new_zeros(x.shape)
+        else:
+            u = F.conv1d(
+                rearrange(padded, "b t d -> b d t"),
+                self.conv_weight[:, None, :],
+                self.conv_bias,
+                groups=self.dim,
+            )
+            u = rearrange(u, "b d t -> b t d")
+        return u, padded[:, padded.shape[1] - (w - 1) :]
+
+    def _taylor_attention(self, u: Tensor, S: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        q, k = rearrange(self.qk_proj(u), "b t (two h f) -> two b t h f", two=2, h=self.num_heads)
+        q, k = feature_map(q, "taylor"), feature_map(k, "taylor")
+        v = rearrange(self.v_proj(u), "b t (h v) -> b t h v", h=self.num_heads)
+        # The normaliser z rides along as an extra value column of ones.
+        v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
+        o, S = run_linear_attention(
+            self.mode, q, k, v, None, torch.cat([S, z[..., None]], dim=-1), self.chunk_size
+        )
+        o = o[..., :-1] / (o[..., -1:] + self.eps)
+        return self.o_proj(rearrange(o, "b t h v -> b t (h v)")), S[..., :-1], S[..., -1]
+
+    def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
+        factory = self._factory(device, dtype)
+        H, K, V = self.num_heads, self.key_dim, self.head_dim
+        window = self.window_attention.init_state(batch_size, **factory)
+        return {
+            "S": torch.zeros(batch_size, H, K, V, **factory),
+            "z": torch.zeros(batch_size, H, K, **factory),
+            "conv": torch.zeros(batch_size, self.conv_size - 1, self.dim, **factory),
+            "window_k": window["k"],
+            "window_v": window["v"],
+        }
+
+    def state_size(self, seq_len: int) -> int:
+        linear = self.num_heads * self.key_dim * (self.head_dim + 1)
+        return linear + (self.conv_size - 1) * self.dim + self.window_attention.state_size(seq_len)
