@@ -1,0 +1,104 @@
+"""Hierarchically Gated Recurrent Network token mixer: ``hgrn`` (the HGRU layer, complex form).
+
+Shapes: ``x: [B, T, D]``; complex hidden state ``[B, D]``, carried in the returned state as real
+and imaginary parts ``{"h": [B, D, 2]}``; gates and output before projection ``[B, T, 2D]``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mixerlab.errors import check, check_positive_int
+from mixerlab.layers.token_mixers.base import State, TokenMixer
+from mixerlab.ops.linear_scan import linear_scan_chunk, linear_scan_recurrent, linear_scan_reference
+from mixerlab.registry import TOKEN_MIXERS
+
+
+@TOKEN_MIXERS.register(
+    "hgrn",
+    paper="Hierarchically Gated Recurrent Neural Network for Sequence Modeling",
+    arxiv="2311.04823",
+    test_kwargs={"dim": 16, "lower_bound": 0.25, "chunk_size": 8},
+    meta={
+        "state": "2 D (complex state as real/imaginary pairs)",
+        "time": "O(T D^2)",
+        "memory": "O(T D)",
+        "state_kind": "fixed",
+    },
+)
+class HGRN(TokenMixer):
+    """Hierarchically Gated Recurrent Neural Network for Sequence Modeling (arXiv:2311.04823).
+
+    The HGRU token mixer in the paper's complex-valued form (chosen over the HGRN2 outer-product
+    variant, which is a separate paper):
+
+        mu_t     = sigmoid(W_f x_t + b_f)                        (forget gate, [D])
+        lambda_t = gamma + (1 - gamma) * mu_t                     (lower-bounded by gamma)
+        c_t      = SiLU(W_r x_t + b_r) + i SiLU(W_i x_t + b_i)    (complex input)
+        h_t      = lambda_t * exp(i theta) * h_{t-1} + (1 - lambda_t) * c_t
+        g_t      = sigmoid(W_g x_t + b_g)                         (output gate, [2D])
+        o_t      = W_o LayerNorm(g_t * [Re h_t, Im h_t])
+
+    The input gate is tied to the forget gate (``1 - lambda_t``) and the phase ``theta: [D]`` is
+    learned but data-independent, initialised to rotary-style frequencies ``10000^(-2j/D)`` as in
+    the authors' code. In the paper the lower bound ``gamma`` of layer ``k`` is a learned vector
+    made monotone across layers (a cumulative softmax over the stack), which only a whole stack
+    can own; a single mixer takes it as the fixed option ``lower_bound`` in ``[0, 1)`` (0 = the
+    first layer, no bound). A model builder can pass ``k / num_layers``-style values per layer.
+
+    Modes: ``"scan"`` (chunked doubling scan, ``chunk_size`` steps per chunk) and
+    ``"reference"`` (per-step loop).
+    """
+
+    modes = ("scan", "reference")
+
+    def __init__(self, dim: int, lower_bound: float = 0.0, chunk_size: int = 64, bias: bool = True) -> None:
+        super().__init__()
+        name = "hgrn"
+        check_positive_int(name, "dim", dim)
+        check_positive_int(name, "chunk_size", chunk_size)
+        check(
+            isinstance(lower_bound, (int, float)) and 0.0 <= lower_bound < 1.0,
+            name,
+            "lower_bound",
+            lower_bound,
+            "expected 0 <= lower_bound < 1",
+        )
+        self.dim, self.lower_bound, self.chunk_size = dim, float(lower_bound), chunk_size
+        self.input_proj = nn.Linear(dim, 2 * dim, bias=bias)
+        self.forget_proj = nn.Linear(dim, dim, bias=bias)
+        self.gate_proj = nn.Linear(dim, 2 * dim, bias=bias)
+        self.theta = nn.Parameter(10000.0 ** (-2 * torch.arange(dim, dtype=torch.float32) / dim))
+        self.norm = nn.LayerNorm(2 * dim)
+        self.out_proj = nn.Linear(2 * dim, dim, bias=bias)
+
+    def recurrence(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``a_t = lambda_t exp(i theta)`` and ``b_t = (1 - lambda_t) c_t``, both ``[B, T, D]`` complex."""
+        lb = self.lower_bound
+        lam = lb + (1 - lb) * torch.sigmoid(self.forget_proj(x))
+        re, im = nn.functional.silu(self.input_proj(x)).chunk(2, dim=-1)
+        return torch.polar(lam, self.theta.expand_as(lam)), torch.complex(re, im) * (1 - lam)
+
+    def forward(
+        self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
+    ) -> tuple[Tensor, State]:
+        self._check_input(x, mask)
+        a, b = self.recurrence(x)
+        h0 = None if state is None else torch.view_as_complex(state["h"].to(x.dtype).contiguous())
+        if self.mode == "reference":
+            h, last = linear_scan_reference(a, b, h0)
+        elif x.shape[1] == 1 and h0 is not None:
+            last = linear_scan_recurrent(a[:, 0], b[:, 0], h0)
+            h = last[:, None]
+        else:
+            h, last = linear_scan_chunk(a, b, h0, chunk_size=self.chunk_size)
+        gate = torch.sigmoid(self.gate_proj(x))
+        o = self.norm(gate * torch.cat([h.real, h.imag], dim=-1))
+        return self.out_proj(o), {"h": torch.view_as_real(last)}
+
+    def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
+        return {"h": torch.zeros(batch_size, self.dim, 2, **self._factory(device, dtype))}
+
+    def state_size(self, seq_len: int) -> int:
+        return 2 * self.dim

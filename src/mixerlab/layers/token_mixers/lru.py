@@ -1,0 +1,111 @@
+"""Linear Recurrent Unit: ``lru``, a complex diagonal linear recurrence.
+
+Shapes: ``x: [B, T, D]``; complex state ``[B, N]`` (``N = state_dim``), carried in the returned
+state as real and imaginary parts ``{"h": [B, N, 2]}`` so that ``state_size`` counts real scalars.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from mixerlab.errors import check, check_positive_int
+from mixerlab.layers.token_mixers.base import State, TokenMixer
+from mixerlab.ops.linear_scan import linear_scan_chunk, linear_scan_recurrent, linear_scan_reference
+from mixerlab.registry import TOKEN_MIXERS
+
+
+@TOKEN_MIXERS.register(
+    "lru",
+    paper="Resurrecting Recurrent Neural Networks for Long Sequences",
+    arxiv="2303.06349",
+    test_kwargs={"dim": 16, "state_dim": 12, "chunk_size": 8},
+    meta={
+        "state": "2 N (complex diagonal state as real/imaginary pairs)",
+        "time": "O(T D N)",
+        "memory": "O(T N)",
+        "state_kind": "fixed",
+    },
+)
+class LinearRecurrentUnit(TokenMixer):
+    """Resurrecting Recurrent Neural Networks for Long Sequences (arXiv:2303.06349): the LRU.
+
+    ``x_t = Lambda * x_{t-1} + gamma * (B u_t)`` and ``y_t = Re(C x_t) + D * u_t`` with a complex
+    diagonal ``Lambda = exp(-exp(nu_log) + i exp(theta_log))`` (stable for any parameter value),
+    complex ``B: [N, D]``, ``C: [D, N]``, real ``D: [D]``, and the normalisation
+    ``gamma = exp(gamma_log)`` initialised to ``sqrt(1 - |Lambda|^2)`` so that white-noise inputs
+    keep unit state variance. Ring initialisation: ``|Lambda|`` uniform on the ring
+    ``[r_min, r_max]`` (uniform in area) and phase uniform in ``[0, max_phase]``; the defaults
+    ``r_min=0, r_max=1, max_phase=2 pi`` are those of the paper's reference code (its long-range
+    tasks use ``r_min=0.9, r_max=0.999`` and a smaller ``max_phase``). ``B`` entries are complex
+    normal with variance ``1/D``, ``C`` with variance ``1/N`` (the paper's Glorot-style choice).
+
+    ``state_dim`` defaults to ``dim``. Modes: ``"scan"`` (chunked doubling scan,
+    ``chunk_size`` steps per chunk) and ``"reference"`` (per-step loop).
+    """
+
+    modes = ("scan", "reference")
+
+    def __init__(
+        self,
+        dim: int,
+        state_dim: int | None = None,
+        r_min: float = 0.0,
+        r_max: float = 1.0,
+        max_phase: float = 2 * math.pi,
+        chunk_size: int = 64,
+    ) -> None:
+        super().__init__()
+        name = "lru"
+        check_positive_int(name, "dim", dim)
+        state_dim = dim if state_dim is None else state_dim
+        check_positive_int(name, "state_dim", state_dim)
+        check_positive_int(name, "chunk_size", chunk_size)
+        check(0.0 <= r_min < 1.0, name, "r_min", r_min, "expected 0 <= r_min < 1")
+        check(r_min < r_max <= 1.0, name, "r_max", r_max, f"expected r_min={r_min} < r_max <= 1")
+        check(max_phase > 0, name, "max_phase", max_phase, "expected > 0")
+        self.dim, self.state_dim, self.chunk_size = dim, state_dim, chunk_size
+        N = state_dim
+        # Ring initialisation: uniform in area between radii r_min and r_max.
+        u1 = torch.rand(N).clamp_min(1e-6)
+        u2 = torch.rand(N).clamp_min(1e-6)
+        modulus_sq = u1 * (r_max**2 - r_min**2) + r_min**2
+        nu = -0.5 * torch.log(modulus_sq.clamp(max=1 - 1e-6))
+        self.nu_log = nn.Parameter(torch.log(nu))
+        self.theta_log = nn.Parameter(torch.log(max_phase * u2))
+        self.gamma_log = nn.Parameter(0.5 * torch.log(1 - torch.exp(-2 * nu)))
+        self.B_re = nn.Parameter(torch.randn(N, dim) / math.sqrt(2 * dim))
+        self.B_im = nn.Parameter(torch.randn(N, dim) / math.sqrt(2 * dim))
+        self.C_re = nn.Parameter(torch.randn(dim, N) / math.sqrt(N))
+        self.C_im = nn.Parameter(torch.randn(dim, N) / math.sqrt(N))
+        self.D = nn.Parameter(torch.randn(dim))
+
+    def diagonal(self) -> Tensor:
+        """``Lambda: [N]`` complex."""
+        return torch.exp(torch.complex(-torch.exp(self.nu_log), torch.exp(self.theta_log)))
+
+    def forward(
+        self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
+    ) -> tuple[Tensor, State]:
+        self._check_input(x, mask)
+        lam = self.diagonal()
+        gamma = torch.exp(self.gamma_log)
+        Bu = torch.complex(x @ self.B_re.T, x @ self.B_im.T) * gamma  # [B, T, N]
+        h0 = None if state is None else torch.view_as_complex(state["h"].to(x.dtype).contiguous())
+        if self.mode == "reference":
+            h, last = linear_scan_reference(lam, Bu, h0)
+        elif x.shape[1] == 1 and h0 is not None:
+            last = linear_scan_recurrent(lam, Bu[:, 0], h0)
+            h = last[:, None]
+        else:
+            h, last = linear_scan_chunk(lam, Bu, h0, chunk_size=self.chunk_size)
+        y = h.real @ self.C_re.T - h.imag @ self.C_im.T + self.D * x  # Re(C h) + D u
+        return y, {"h": torch.view_as_real(last)}
+
+    def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
+        return {"h": torch.zeros(batch_size, self.state_dim, 2, **self._factory(device, dtype))}
+
+    def state_size(self, seq_len: int) -> int:
+        return 2 * self.state_dim

@@ -1,0 +1,175 @@
+"""Diagonal state-space layer: ``s4d``, one layer seen as a convolution and as a recurrence.
+
+Shapes: ``x: [B, T, H]`` (``H = dim`` channels, each its own single-input single-output SSM);
+complex modes ``[H, M]`` with ``M = state_dim / 2`` (the other half are their complex conjugates);
+kernel ``[H, T]``; state ``{"h": [B, H, M, 2]}`` (real and imaginary parts).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from mixerlab.errors import check, check_positive_int
+from mixerlab.layers.token_mixers.base import State, TokenMixer
+from mixerlab.ops.linear_scan import linear_scan_chunk, linear_scan_recurrent, linear_scan_reference
+from mixerlab.registry import TOKEN_MIXERS
+
+
+@TOKEN_MIXERS.register(
+    "s4d",
+    paper="On the Parameterization and Initialization of Diagonal State Space Models",
+    arxiv="2206.11893",
+    test_kwargs={"dim": 16, "state_dim": 8, "chunk_size": 8},
+    meta={
+        "state": "H N (N/2 complex modes per channel as real/imaginary pairs)",
+        "time": "O(T H N + T log T H) (conv), O(T H N) (recurrent)",
+        "memory": "O(T H N)",
+        "state_kind": "fixed",
+    },
+)
+class S4D(TokenMixer):
+    """On the Parameterization and Initialization of Diagonal State Space Models (arXiv:2206.11893).
+
+    Per channel ``h`` a continuous diagonal SSM ``x' = A x + B u``, ``y = C x`` (the linear
+    state-space layer of arXiv:2110.13985) with complex diagonal ``A_n = -exp(log_A_real_n) +
+    i A_imag_n``, S4D-Lin initialisation ``A_n = -1/2 + i pi n``, ``B_n = 1`` (learnable; the
+    authors' minimal code folds it into ``C``), ``C_n`` complex normal, and a learnable step
+    ``dt = exp(log_dt)`` initialised log-uniform in ``[dt_min, dt_max] = [0.001, 0.1]`` (the
+    authors' defaults). Zero-order hold:
+
+        A_bar = exp(dt A),   B_bar = (exp(dt A) - 1) / A * B
+        h_t = A_bar h_{t-1} + B_bar u_t,   y_t = 2 Re(sum_n C_n h_{t,n}) + D u_t
+
+    (``state_dim = N`` counts the modes of the real system: ``N/2`` are kept, their conjugates
+    give the factor 2). The same map is the causal convolution ``y = K * u + D u`` with kernel
+    ``K_l = 2 Re(sum_n C_n B_bar_n A_bar_n^l)`` built by a Vandermonde product and applied by FFT.
+    With an incoming state ``h_{-1}`` the convolution view adds ``2 Re(C A_bar^(t+1) h_{-1})`` and
+    returns ``h_{T-1} = A_bar^T h_{-1} + sum_s A_bar^(T-1-s) B_bar u_s``, so split calls match one
+    call. Output, position-wise: ``out = W_out GELU(y) + b``.
+
+    Modes: ``"conv"`` (FFT convolution, ``O(H N T)`` for the Vandermonde kernel plus
+    ``O(H T log T)``; the training form), ``"recurrent"`` (the recurrence by the chunked scan,
+    ``chunk_size`` steps per chunk; it materialises every state ``[B, T, H, N/2]`` complex, so it
+    is the decoding and cross-check form, not a training one) and ``"reference"`` (per-step loop).
+    Decoding steps (``T == 1`` with a state) take one recurrent step in every mode.
+    """
+
+    modes = ("conv", "recurrent", "reference")
+
+    def __init__(
+        self,
+        dim: int,
+        state_dim: int = 64,
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        chunk_size: int = 64,
+    ) -> None:
+        super().__init__()
+        name = "s4d"
+        check_positive_int(name, "dim", dim)
+        check_positive_int(name, "state_dim", state_dim)
+        check(state_dim % 2 == 0, name, "state_dim", state_dim, "expected an even number (conjugate pairs)")
+        check_positive_int(name, "chunk_size", chunk_size)
+        check(dt_min > 0, name, "dt_min", dt_min, "expected > 0")
+        check(dt_min <= dt_max, name, "dt_max", dt_max, f"expected >= dt_min={dt_min}")
+        self.dim, self.state_dim, self.chunk_size = dim, state_dim, chunk_size
+        H, M = dim, state_dim // 2
+        log_dt = torch.rand(H) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        self.log_dt = nn.Parameter(log_dt)
+        self.log_A_real = nn.Parameter(torch.full((H, M), math.log(0.5)))
+        self.A_imag = nn.Parameter(math.pi * torch.arange(M, dtype=torch.float32).expand(H, M).clone())
+        self.B_re = nn.Parameter(torch.ones(H, M))
+        self.B_im = nn.Parameter(torch.zeros(H, M))
+        self.C_re = nn.Parameter(torch.randn(H, M) * math.sqrt(0.5))
+        self.C_im = nn.Parameter(torch.randn(H, M) * math.sqrt(0.5))
+        self.D = nn.Parameter(torch.randn(H))
+        self.out_proj = nn.Linear(dim, dim)
+
+    def _discretize(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``dt A``, ``A_bar``, ``B_bar``, ``C``: all ``[H, M]`` complex."""
+        A = torch.complex(-torch.exp(self.log_A_real), self.A_imag)
+        dtA = torch.exp(self.log_dt)[:, None] * A
+        A_bar = torch.exp(dtA)
+        B_bar = (A_bar - 1) / A * torch.complex(self.B_re, self.B_im)
+        return dtA, A_bar, B_bar, torch.complex(self.C_re, self.C_im)
+
+    @staticmethod
+    def _vandermonde(dtA: Tensor, length: int) -> tuple[Tensor, Tensor]:
+        """Real and imaginary parts of ``A_bar^l = exp(l dt A)`` for ``l < length``: ``[H, M, length]``.
+
+        Built from real ``exp``/``cos``/``sin`` (vectorised on CPUs, unlike complex ``exp``), which
+        also keeps the convolution-view contractions as real matmuls.
+        """
+        steps = torch.arange(length, device=dtA.device, dtype=dtA.real.dtype)
+        magnitude = torch.exp(dtA.real[..., None] * steps)
+        angle = dtA.imag[..., None] * steps
+        return magnitude * torch.cos(angle), magnitude * torch.sin(angle)
+
+    def kernel(self, length: int) -> Tensor:
+        """The convolution kernel ``K: [H, length]``, ``K_l = 2 Re(sum_n C_n B_bar_n A_bar_n^l)``."""
+        dtA, _, B_bar, C = self._discretize()
+        P_re, P_im = self._vandermonde(dtA, length)
+        CB = C * B_bar
+        return 2 * (torch.einsum("hm,hml->hl", CB.real, P_re) - torch.einsum("hm,hml->hl", CB.imag, P_im))
+
+    def _conv(self, u: Tensor, h0: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Convolution view: ``u: [B, T, H]`` -> SSM output ``[B, T, H]`` and last state ``[B, H, M]``."""
+        T = u.shape[1]
+        dtA, A_bar, B_bar, C = self._discretize()
+        P_re, P_im = self._vandermonde(dtA, T + 1)  # [H, M, T + 1]
+        CB = C * B_bar
+        K = 2 * (
+            torch.einsum("hm,hml->hl", CB.real, P_re[..., :T])
+            - torch.einsum("hm,hml->hl", CB.imag, P_im[..., :T])
+        )  # [H, T]
+        u_ht = rearrange(u, "b t h -> b h t")
+        n = 2 * T  # zero padding to 2T turns the circular FFT convolution into a causal linear one
+        y = torch.fft.irfft(torch.fft.rfft(u_ht, n=n) * torch.fft.rfft(K, n=n), n=n)[..., :T]  # [B, H, T]
+        # Last state: sum_s A_bar^(T-1-s) B_bar u_s = B_bar sum_r A_bar^r u_(T-1-r), over reversed time.
+        u_rev = u_ht.flip(-1)
+        acc = torch.complex(
+            torch.einsum("bhr,hmr->bhm", u_rev, P_re[..., :T]),
+            torch.einsum("bhr,hmr->bhm", u_rev, P_im[..., :T]),
+        )
+        last = B_bar * acc
+        if h0 is not None:
+            w = C * h0  # [B, H, M]; y_t gains 2 Re(sum_m w_m A_bar_m^(t+1))
+            y = y + 2 * (
+                torch.einsum("bhm,hmt->bht", w.real, P_re[..., 1:])
+                - torch.einsum("bhm,hmt->bht", w.imag, P_im[..., 1:])
+            )
+            last = last + torch.complex(P_re[..., T], P_im[..., T]) * h0
+        return rearrange(y, "b h t -> b t h"), last
+
+    def forward(
+        self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
+    ) -> tuple[Tensor, State]:
+        self._check_input(x, mask)
+        h0 = None if state is None else torch.view_as_complex(state["h"].to(x.dtype).contiguous())
+        if self.mode == "conv" and not (x.shape[1] == 1 and h0 is not None):
+            y, last = self._conv(x, h0)
+        else:
+            _, A_bar, B_bar, C = self._discretize()
+            b = B_bar * x[..., None]  # [B, T, H, M]
+            if self.mode == "reference":
+                h, last = linear_scan_reference(A_bar, b, h0)
+            elif x.shape[1] == 1 and h0 is not None:
+                last = linear_scan_recurrent(A_bar, b[:, 0], h0)
+                h = last[:, None]
+            else:
+                h, last = linear_scan_chunk(A_bar, b, h0, chunk_size=self.chunk_size)
+            y = 2 * torch.einsum("hm,bthm->bth", C, h).real
+        y = y + self.D * x
+        return self.out_proj(nn.functional.gelu(y)), {"h": torch.view_as_real(last)}
+
+    def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
+        return {
+            "h": torch.zeros(batch_size, self.dim, self.state_dim // 2, 2, **self._factory(device, dtype))
+        }
+
+    def state_size(self, seq_len: int) -> int:
+        return self.dim * self.state_dim
