@@ -13,11 +13,12 @@ from typing import Any
 
 from mixerlab import layers as _layers  # noqa: F401  (registers the blocks)
 from mixerlab import models as _models  # noqa: F401  (registers the models)
+from mixerlab import tasks as _tasks  # noqa: F401  (registers the tasks)
 from mixerlab.errors import ConfigError
 from mixerlab.layers.block import Block
 from mixerlab.layers.token_mixers.base import State, TokenMixer, set_mode, state_numel
 from mixerlab.models.backbone import Backbone
-from mixerlab.registry import CHANNEL_MIXERS, MODELS, NORMS, TOKEN_MIXERS
+from mixerlab.registry import CHANNEL_MIXERS, MODELS, NORMS, TASKS, TOKEN_MIXERS
 
 __version__ = "0.1.0"
 
@@ -57,6 +58,15 @@ def list_models(pattern: str | None = None) -> list[str]:
     return MODELS.list(pattern)
 
 
+def create_task(name: str, /, **kwargs: Any) -> Any:
+    """Build a registered task, e.g. ``create_task("mqar", vocab_size=32, seq_len=32)``."""
+    return TASKS.create(name, **kwargs)
+
+
+def list_tasks(pattern: str | None = None) -> list[str]:
+    return TASKS.list(pattern)
+
+
 __all__ = [
     "Backbone",
     "Block",
@@ -67,10 +77,12 @@ __all__ = [
     "create_channel_mixer",
     "create_model",
     "create_norm",
+    "create_task",
     "create_token_mixer",
     "list_channel_mixers",
     "list_models",
     "list_norms",
+    "list_tasks",
     "list_token_mixers",
     "set_mode",
     "state_numel",

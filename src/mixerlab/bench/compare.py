@@ -1,0 +1,332 @@
+"""Compare models side by side: a sweep of mixers x widths x learning rates x seeds on one task.
+
+Every run trains in a worker process (``ProcessPoolExecutor``, spawn context, one thread each when
+there are several workers), and its result is written to the results store as soon as it
+finishes. A run already in the store is skipped, so re-running an interrupted sweep only does
+what is missing; a run killed mid-way resumes from its last per-epoch checkpoint.
+
+Fairness: every run sees the same data (the task's data seed), the same budget (epochs, batch
+size, schedule), and the same small learning-rate grid; the report takes the best learning rate
+per model and shows the spread over seeds.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import copy
+import multiprocessing
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mixerlab.errors import ConfigError, check
+from mixerlab.layers.spec import split_spec
+from mixerlab.registry import TOKEN_MIXERS
+from mixerlab.train.config import ModelConfig, RunConfig, TaskConfig, TrainConfig, from_dict, to_dict
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class SweepConfig:
+    """A sweep: ``models`` (token-mixer specs) x ``widths`` x ``lrs`` x ``seeds`` on one task.
+
+    ``model`` and ``train`` are the shared base configs; each run overrides the mixer, ``dim``,
+    ``lr`` and ``seed``. If fewer than ``min_models`` of ``models`` are registered, other
+    registered token mixers (alphabetically, with their default options) fill the gap.
+    """
+
+    name: str = "sweep"
+    task: TaskConfig = field(default_factory=TaskConfig)
+    models: list[Any] = field(default_factory=lambda: ["attention"])
+    widths: list[int] = field(default_factory=lambda: [64])
+    lrs: list[float] = field(default_factory=lambda: [1e-3])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    min_models: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("models", "widths", "lrs", "seeds"):
+            check(
+                len(getattr(self, name)) > 0, "sweep", name, getattr(self, name), "expected a non-empty list"
+            )
+
+
+@dataclass
+class PlannedRun:
+    """One run of a sweep with the labels the store and report use."""
+
+    config: RunConfig
+    label: str
+    key: str
+
+
+@dataclass
+class CompareSummary:
+    store_url: str
+    planned: int
+    skipped_done: int
+    finished: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    report: dict[str, Any] | None = None
+
+
+def load_sweep(data: dict[str, Any] | SweepConfig) -> SweepConfig:
+    return from_dict(SweepConfig, data, "sweep")
+
+
+def resolve_models(sweep: SweepConfig, log: Log) -> tuple[list[Any], list[str]]:
+    """The sweep's models that are registered now, topped up to ``min_models``; and the notes."""
+    notes, models = [], []
+    for spec in sweep.models:
+        name, _ = split_spec(spec, "token mixer")
+        if name in TOKEN_MIXERS:
+            models.append(spec)
+        else:
+            notes.append(f"skipping {name!r}: no token mixer of that name is registered")
+    if len(models) < sweep.min_models:
+        chosen = {split_spec(s, "token mixer")[0] for s in models}
+        extra = [n for n in TOKEN_MIXERS.list() if n not in chosen][: sweep.min_models - len(models)]
+        if extra:
+            notes.append(f"adding registered mixers {extra} to reach {sweep.min_models} models")
+        models.extend(extra)
+    for note in notes:
+        log(note)
+    return models, notes
+
+
+def mixer_labels(models: list[Any]) -> list[str]:
+    """A short label per spec: the registry name, plus options when two specs share a name."""
+    names = [split_spec(s, "token mixer")[0] for s in models]
+    labels = []
+    for spec, name in zip(models, names):
+        _, options = split_spec(spec, "token mixer")
+        if names.count(name) > 1 and options:
+            name += "(" + ",".join(f"{k}={v}" for k, v in sorted(options.items())) + ")"
+        labels.append(name)
+    return labels
+
+
+def plan(sweep: SweepConfig, log: Log = print) -> tuple[list[PlannedRun], list[str]]:
+    """Expand the sweep into runs.
+
+    Seeds and learning rates are the outer loops, so the first runs already cover every mixer and
+    width (an interrupted sweep gives a first look at all of them); within them the largest
+    widths come first, so the slowest runs start early.
+    """
+    models, notes = resolve_models(sweep, log)
+    runs = []
+    for seed in sweep.seeds:
+        for lr in sweep.lrs:
+            for dim in sorted(sweep.widths, reverse=True):
+                for spec, label in zip(models, mixer_labels(models)):
+                    model = copy.deepcopy(sweep.model)
+                    model.mixer, model.dim = copy.deepcopy(spec), dim
+                    train = copy.deepcopy(sweep.train)
+                    train.lr, train.seed = float(lr), seed
+                    config = RunConfig(task=copy.deepcopy(sweep.task), model=model, train=train)
+                    runs.append(PlannedRun(config, label, config.key()))
+    return runs, notes
+
+
+def preflight(runs: list[PlannedRun], log: Log) -> tuple[list[PlannedRun], list[str]]:
+    """Build each (mixer, width) once; drop the combinations that cannot be built, with a note."""
+    from mixerlab.train.trainer import build_model, build_task
+
+    task = build_task(runs[0].config) if runs else None
+    bad: dict[tuple[str, int], str] = {}
+    for run in runs:
+        combo = (run.label, run.config.model.dim)
+        if combo in bad or task is None:
+            continue
+        try:
+            build_model(run.config.model, task.vocab_size)
+        except (ConfigError, TypeError, ValueError) as err:
+            bad[combo] = f"skipping {run.label} at dim={combo[1]}: {err}"
+            log(bad[combo])
+    return [r for r in runs if (r.label, r.config.model.dim) not in bad], list(bad.values())
+
+
+def run_one(config: dict[str, Any], label: str, sweep: str, checkpoint_dir: str | None) -> dict[str, Any]:
+    """Train one run and measure its costs; returns the store row. Runs in a worker process."""
+    from mixerlab.bench.costs import environment, measure_costs
+    from mixerlab.train.trainer import Trainer
+
+    run = from_dict(RunConfig, config, "run")
+    key = run.key()
+    ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{key}.pt"
+    trainer = Trainer(run, checkpoint_path=ckpt, progress=False)
+    result = trainer.fit()
+    task = trainer.task
+    costs = measure_costs(
+        trainer.model,
+        train_seq_len=task.train_seq_len,
+        eval_seq_len=max(task.eval_seq_lens),
+        batch_size=run.train.batch_size,
+        device=trainer.device,
+    )
+    env = environment(trainer.device)
+    metrics = result.metrics
+    return {
+        "run_key": key,
+        "sweep": sweep,
+        "task": run.task.name,
+        "model": run.model.name,
+        "mixer": label,
+        "dim": run.model.dim,
+        "lr": run.train.lr,
+        "seed": run.train.seed,
+        "status": result.status,
+        "metric_name": task.metric,
+        "metric": None if metrics is None else metrics.value,
+        "higher_is_better": task.higher_is_better,
+        "tokens_per_s": result.tokens_per_second,
+        "train_seconds": result.train_seconds,
+        "train_cpu_seconds": result.train_cpu_seconds,
+        "steps": result.steps,
+        "epochs": result.epochs,
+        "device": env["device"],
+        "message": result.message,
+        "config": {**to_dict(run), "task_options": task.options},
+        "slices": None if metrics is None else metrics.slices,
+        "history": result.history,
+        "versions": env,
+        **costs,
+    }
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _run_safely(config, label, sweep, checkpoint_dir) -> tuple[str, dict | None, str]:
+    try:
+        return "ok", run_one(config, label, sweep, checkpoint_dir), ""
+    except Exception:  # a broken mixer must not take the sweep down; the error is reported
+        return "error", None, traceback.format_exc()
+
+
+def compare(
+    sweep: SweepConfig | dict[str, Any],
+    *,
+    out_dir: str | os.PathLike = "mixerlab-runs",
+    store: str | None = None,
+    workers: int = 2,
+    report: bool = True,
+    log: Log = print,
+) -> CompareSummary:
+    """Run (the missing runs of) ``sweep``, writing each result to the store; then the report."""
+    from mixerlab.bench.store import ResultStore
+
+    sweep = load_sweep(sweep)
+    check(isinstance(workers, int) and workers >= 1, "compare", "workers", workers, "expected an int >= 1")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = ResultStore(store or out / "results.sqlite")
+    started = time.perf_counter()
+    runs, notes = plan(sweep, log)
+    done = results.finished_keys()
+    todo = [r for r in runs if r.key not in done]
+    todo, more_notes = preflight(todo, log)
+    summary = CompareSummary(results.url, len(runs), len(runs) - len([r for r in runs if r.key not in done]))
+    summary.notes = notes + more_notes
+    log(
+        f"sweep {sweep.name!r}: {len(runs)} runs on {sweep.task.name}, {summary.skipped_done} already in "
+        f"{results.url}, {len(todo)} to run with {workers} worker(s)"
+    )
+    checkpoint_dir = str(out / "checkpoints")
+
+    def record(run: PlannedRun, status: str, row: dict | None, error: str) -> None:
+        if status == "ok" and row is not None:
+            results.write(row)
+            Path(checkpoint_dir, f"{run.key}.pt").unlink(missing_ok=True)
+            summary.finished.append(run.key)
+            metric = "n/a" if row["metric"] is None else f"{row['metric']:.4f}"
+            log(
+                f"[{len(summary.finished) + len(summary.failed)}/{len(todo)}] {run.label} dim={row['dim']} "
+                f"lr={row['lr']:g} seed={row['seed']}: {row['metric_name']}={metric} ({row['status']}, "
+                f"{row['train_seconds']:.0f}s)"
+            )
+        else:
+            summary.failed.append((run.key, error))
+            log(f"run {run.label} dim={run.config.model.dim} lr={run.config.train.lr:g} failed:\n{error}")
+
+    args = [(to_dict(r.config), r.label, sweep.name, checkpoint_dir) for r in todo]
+    try:
+        if workers == 1 or len(todo) <= 1:
+            for run, a in zip(todo, args):
+                record(run, *_run_safely(*a))
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with cf.ProcessPoolExecutor(
+                max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_init_worker, initargs=(1,)
+            ) as pool:
+                futures = {pool.submit(_run_safely, *a): run for run, a in zip(todo, args)}
+                try:
+                    for future in cf.as_completed(futures):
+                        record(futures[future], *future.result())
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+    finally:
+        summary.seconds = time.perf_counter() - started
+        results.close()
+    if report:
+        from mixerlab.bench.report import write_report
+
+        summary.report = write_report(results.url, out / "report", sweep=sweep.name, log=log)
+    return summary
+
+
+def build_sweep(
+    path: str | None,
+    *,
+    lists: dict[str, str | None] | None = None,
+    assignments: list[str] | None = None,
+    tiny: bool = False,
+) -> SweepConfig:
+    """The sweep from a file (default: :data:`DEFAULT_SWEEP`), comma lists and ``key=value`` overrides."""
+    from mixerlab.bench.defaults import DEFAULT_SWEEP, TINY_SWEEP
+    from mixerlab.train.config import apply_overrides, load_mapping, parse_assignments, parse_value
+
+    data = load_mapping(path) if path else (TINY_SWEEP if tiny else DEFAULT_SWEEP)
+    overrides: dict[str, Any] = {}
+    for key, text in (lists or {}).items():
+        if text:
+            overrides[key] = [parse_value(item.strip()) for item in text.split(",") if item.strip()]
+    if overrides.get("models"):
+        # Explicit mixers replace the default list, so do not top it up with others.
+        overrides["min_models"] = 0
+    data = apply_overrides(data, {**overrides, **parse_assignments(assignments)})
+    return load_sweep(data)
+
+
+def compare_command(
+    path: str | None,
+    *,
+    out: str,
+    store: str | None,
+    workers: int,
+    lists: dict[str, str | None],
+    assignments: list[str],
+    tiny: bool,
+    report: bool,
+    log: Log = print,
+) -> CompareSummary:
+    """What ``mixerlab compare`` does: build the sweep, run it, print a summary."""
+    sweep = build_sweep(path, lists=lists, assignments=assignments, tiny=tiny)
+    summary = compare(sweep, out_dir=out, store=store, workers=workers, report=report, log=log)
+    log(
+        f"done in {summary.seconds:.0f}s: {len(summary.finished)} run(s) finished, {summary.skipped_done} "
+        f"already in the store, {len(summary.failed)} failed; store: {summary.store_url}"
+    )
+    return summary

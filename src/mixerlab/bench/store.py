@@ -1,0 +1,156 @@
+"""The results store: one row per finished run, in SQLite by default or any SQLAlchemy database URL.
+
+A path (``results.sqlite``) means an SQLite file; a URL (``postgresql://user@host/db``) points
+at a shared server so several machines can fill one sweep. Each row is written in its own
+transaction when its run finishes, so an interrupted sweep keeps every row already written and
+never leaves half a row. Rows are keyed by the run's config hash (``run_key``), which is how a
+re-run of a sweep knows what is already done.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+COLUMNS = (
+    "run_key",
+    "sweep",
+    "task",
+    "model",
+    "mixer",
+    "dim",
+    "lr",
+    "seed",
+    "status",
+    "metric_name",
+    "metric",
+    "higher_is_better",
+    "params",
+    "flops_per_token",
+    "state_size",
+    "state_size_eval",
+    "tokens_per_s",
+    "peak_memory_mb",
+    "train_seconds",
+    "train_cpu_seconds",
+    "steps",
+    "epochs",
+    "device",
+    "message",
+    "created_at",
+    "config",
+    "slices",
+    "history",
+    "versions",
+)
+
+
+def database_url(store: str | os.PathLike) -> str:
+    """A SQLAlchemy URL for ``store``: URLs pass through, paths become ``sqlite:///<path>``."""
+    text = str(store)
+    if "://" in text:
+        return text
+    path = Path(text).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+class ResultStore:
+    """Read and write run results (imports SQLAlchemy only when a store is opened)."""
+
+    def __init__(self, store: str | os.PathLike) -> None:
+        import sqlalchemy as sa
+
+        self.url = database_url(store)
+        self.engine = sa.create_engine(self.url)
+        meta = sa.MetaData()
+        self.table = sa.Table(
+            "runs",
+            meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("run_key", sa.String(64), nullable=False, unique=True),
+            sa.Column("sweep", sa.String(200), index=True),
+            sa.Column("task", sa.String(100), index=True),
+            sa.Column("model", sa.String(200)),
+            sa.Column("mixer", sa.String(200)),
+            sa.Column("dim", sa.Integer),
+            sa.Column("lr", sa.Float),
+            sa.Column("seed", sa.Integer),
+            sa.Column("status", sa.String(32)),
+            sa.Column("metric_name", sa.String(64)),
+            sa.Column("metric", sa.Float, nullable=True),
+            sa.Column("higher_is_better", sa.Boolean),
+            sa.Column("params", sa.BigInteger),
+            sa.Column("flops_per_token", sa.Float),
+            sa.Column("state_size", sa.BigInteger),
+            sa.Column("state_size_eval", sa.BigInteger),
+            sa.Column("tokens_per_s", sa.Float),
+            sa.Column("peak_memory_mb", sa.Float),
+            sa.Column("train_seconds", sa.Float),
+            sa.Column("train_cpu_seconds", sa.Float),
+            sa.Column("steps", sa.Integer),
+            sa.Column("epochs", sa.Integer),
+            sa.Column("device", sa.String(100)),
+            sa.Column("message", sa.Text),
+            sa.Column("created_at", sa.DateTime),
+            sa.Column("config", sa.JSON),
+            sa.Column("slices", sa.JSON),
+            sa.Column("history", sa.JSON),
+            sa.Column("versions", sa.JSON),
+        )
+        try:
+            meta.create_all(self.engine)
+        except sa.exc.DBAPIError:
+            # Another process (a second sweep, a reader) created the table between check and create.
+            if not sa.inspect(self.engine).has_table("runs"):
+                raise
+        self._add_missing_columns(sa)
+
+    def _add_missing_columns(self, sa) -> None:
+        """Additive migration: a store written by an older version gains the newer (nullable) columns."""
+        present = {c["name"] for c in sa.inspect(self.engine).get_columns("runs")}
+        missing = [c for c in self.table.columns if c.name not in present]
+        if not missing:
+            return
+        with self.engine.begin() as conn:
+            for column in missing:
+                kind = column.type.compile(dialect=self.engine.dialect)
+                conn.execute(sa.text(f'ALTER TABLE runs ADD COLUMN "{column.name}" {kind}'))
+
+    def finished_keys(self) -> set[str]:
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            return {row[0] for row in conn.execute(sa.select(self.table.c.run_key))}
+
+    def write(self, row: dict[str, Any]) -> bool:
+        """Insert one result in one transaction; False if a row with its ``run_key`` already exists."""
+        import sqlalchemy as sa
+
+        unknown = set(row) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown result columns {sorted(unknown)}")
+        values = {k: row.get(k) for k in COLUMNS}
+        values["created_at"] = values["created_at"] or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.insert(self.table).values(**values))
+        except sa.exc.IntegrityError:
+            return False  # another worker or machine finished the same run first
+        return True
+
+    def rows(self, *, sweep: str | None = None, task: str | None = None) -> list[dict[str, Any]]:
+        import sqlalchemy as sa
+
+        query = sa.select(self.table).order_by(self.table.c.id)
+        if sweep is not None:
+            query = query.where(self.table.c.sweep == sweep)
+        if task is not None:
+            query = query.where(self.table.c.task == task)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,25 @@
+"""``mixerlab report``: the HTML page and PNG plots from a results store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mixerlab.cli.app import app
+
+
+@app.command()
+def report(
+    store: Annotated[str, typer.Option(help="Database URL or SQLite path.")] = "mixerlab-runs/results.sqlite",
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: <store folder>/report).")] = None,
+    sweep: Annotated[str | None, typer.Option(help="Only this sweep.")] = None,
+    task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
+) -> None:
+    """Write report.html (self-contained) and PNG plots from the results store."""
+    from mixerlab.bench.report import write_report
+
+    if out is None:
+        out = Path(store).parent / "report" if "://" not in store else Path("mixerlab-report")
+    write_report(store, out, sweep=sweep, task=task, log=typer.echo)

@@ -1,0 +1,111 @@
+"""``compare`` end to end: a tiny sweep into the store and report; killed half-way and re-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mixerlab.bench.compare import build_sweep, compare, plan
+from mixerlab.bench.defaults import DEFAULT_SWEEP, TINY_SWEEP
+from mixerlab.bench.store import ResultStore
+from mixerlab.errors import ConfigError
+from mixerlab.registry import TOKEN_MIXERS
+
+
+def test_tiny_compare_end_to_end_with_two_workers_then_rerun_skips(tmp_path):
+    logs: list[str] = []
+    summary = compare(TINY_SWEEP, out_dir=tmp_path, workers=2, log=logs.append)
+    assert summary.failed == [] and len(summary.finished) == summary.planned == 4
+    rows = ResultStore(tmp_path / "results.sqlite").rows()
+    assert len(rows) == 4 and {r["mixer"] for r in rows} == {"attention", "sliding_window"}
+    for row in rows:
+        assert row["params"] > 0 and row["flops_per_token"] > 0 and row["state_size"] > 0
+        assert row["tokens_per_s"] > 0 and row["peak_memory_mb"] > 0
+        assert row["versions"]["torch"] and row["device"] == "cpu"
+        assert row["config"]["train"]["seed"] == row["seed"] and row["slices"]["num_kv_pairs"]
+    assert Path(summary.report["html"]).exists() and len(summary.report["pngs"]) >= 4
+    again = compare(TINY_SWEEP, out_dir=tmp_path, workers=2, report=False, log=logs.append)
+    assert again.skipped_done == 4 and again.finished == []
+
+
+def test_sweep_plan_covers_the_grid_and_skips_unregistered_mixers():
+    sweep = build_sweep(None, tiny=True, lists={"models": "attention,no_such_mixer", "lrs": "1e-3,3e-3"})
+    notes: list[str] = []
+    runs, _ = plan(sweep, notes.append)
+    assert len(runs) == 1 * 1 * 2 * 2 and any("no_such_mixer" in n for n in notes)
+    assert len({r.key for r in runs}) == len(runs)
+    with pytest.raises(ConfigError, match="epochz"):
+        build_sweep(None, tiny=True, assignments=["train.epochz=3"])
+
+
+def test_default_sweep_uses_registered_mixers_at_two_widths():
+    runs, notes = plan(build_sweep(None), lambda _: None)
+    mixers = {r.label for r in runs}
+    assert len(mixers) >= min(6, len(TOKEN_MIXERS)) and "attention" in mixers
+    assert len({r.config.model.dim for r in runs}) == 2
+    assert len(DEFAULT_SWEEP["seeds"]) >= 2 and len(DEFAULT_SWEEP["lrs"]) >= 2
+
+
+def _row_count(path: Path) -> int:
+    if not path.exists():
+        return 0
+    try:
+        return len(ResultStore(path).rows())
+    except Exception:  # the file may be mid-creation
+        return 0
+
+
+def test_killing_compare_half_way_then_rerunning_loses_and_redoes_nothing(tmp_path):
+    sweep = json.loads(json.dumps(TINY_SWEEP))
+    sweep["name"] = "kill-test"
+    sweep["seeds"] = [0, 1, 2]
+    sweep["train"]["epochs"] = 3
+    sweep["task"]["options"]["num_train"] = 256
+    config = tmp_path / "sweep.json"
+    config.write_text(json.dumps(sweep))
+    out = tmp_path / "runs"
+    store = out / "results.sqlite"
+    cmd = [
+        sys.executable,
+        "-m",
+        "mixerlab.cli.main",
+        "compare",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--no-report",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.time() + 240
+    try:
+        while _row_count(store) < 1:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.time() < deadline, "no run finished in time"
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = ResultStore(store).rows()
+    assert 1 <= len(before) < 6, "the sweep should have been killed half-way"
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(before)} already in" in done.stdout
+    after = ResultStore(store).rows()
+    assert len(after) == 6 and len({r["run_key"] for r in after}) == 6
+    kept = {r["run_key"]: (r["id"], r["created_at"], r["metric"]) for r in after}
+    for row in before:  # finished rows are neither lost nor redone
+        assert kept[row["run_key"]] == (row["id"], row["created_at"], row["metric"])
