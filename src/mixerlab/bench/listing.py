@@ -35,23 +35,62 @@ def listing(kind: str | None = None) -> str:
     return "\n".join(lines).rstrip()
 
 
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def _arxiv(entry) -> str:
+    return f"[{entry.arxiv}](https://arxiv.org/abs/{entry.arxiv})" if entry.arxiv else ""
+
+
 def markdown_table() -> str:
-    """The README block: one row per token mixer with its paper, arXiv id and ``meta`` costs."""
+    """The README's block tables: token mixers with their state size and complexity (from each
+    entry's ``meta``), then channel mixers and norms. README.md holds this text verbatim between
+    its ``blocks`` markers (tested), so registering a block is what puts it in the docs."""
     regs = registries()
-    rows = [
-        "| name | paper | arXiv | state size | time | memory |",
-        "|---|---|---|---|---|---|",
+    lines = [
+        f"Token mixers ({len(regs['mixers'])}); state size is per sequence (T tokens seen, H heads, "
+        "K/V head dims, G key/value heads, D width, N state dim, W window or kernel).",
+        "",
+        _row(["name", "paper", "arXiv", "state size", "time", "memory", "modes"]),
+        "|---|---|---|---|---|---|---|",
     ]
     for e in regs["mixers"]:
-        arxiv = f"[{e.arxiv}](https://arxiv.org/abs/{e.arxiv})" if e.arxiv else ""
         meta = e.meta
+        modes = ", ".join(getattr(e.builder, "modes", ()))
         cells = [
             f"`{e.name}`",
             e.paper,
-            arxiv,
+            _arxiv(e),
             str(meta.get("state", "")),
             str(meta.get("time", "")),
             str(meta.get("memory", "")),
+            modes,
         ]
-        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(rows)
+        lines.append(_row(cells))
+    lines += [
+        "",
+        f"Channel mixers ({len(regs['channel_mixers'])}) and norms ({len(regs['norms'])}).",
+        "",
+        _row(["name", "kind", "paper", "arXiv"]),
+        "|---|---|---|---|",
+    ]
+    for kind, key in (("channel mixer", "channel_mixers"), ("norm", "norms")):
+        for e in regs[key]:
+            lines.append(_row([f"`{e.name}`", kind, e.paper or e.summary, _arxiv(e)]))
+    return "\n".join(lines)
+
+
+def update_readme(path: str) -> bool:
+    """Rewrite the ``blocks`` section of a README in place; returns whether it changed."""
+    from pathlib import Path
+
+    start, end = "<!-- blocks:start -->", "<!-- blocks:end -->"
+    readme = Path(path)
+    text = readme.read_text()
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no {start} ... {end} section")
+    new = text[: text.index(start) + len(start)] + "\n" + markdown_table() + "\n" + text[text.index(end) :]
+    if new != text:
+        readme.write_text(new)
+    return new != text

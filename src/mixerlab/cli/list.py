@@ -14,9 +14,16 @@ def list_(
     kind: Annotated[
         str | None, typer.Argument(help="Only one kind: mixers, channel_mixers, norms, models, tasks.")
     ] = None,
-    markdown: Annotated[bool, typer.Option(help="Print the README table of token mixers.")] = False,
+    markdown: Annotated[bool, typer.Option(help="Print the README tables of blocks.")] = False,
+    update_readme: Annotated[
+        str | None, typer.Option(help="Rewrite the blocks section of this README file in place.")
+    ] = None,
 ) -> None:
     """List registered token mixers, channel mixers, norms, models and tasks."""
-    from mixerlab.bench.listing import listing, markdown_table
+    from mixerlab.bench import listing as lst
 
-    typer.echo(markdown_table() if markdown else listing(kind))
+    if update_readme is not None:
+        changed = lst.update_readme(update_readme)
+        typer.echo(f"{update_readme}: {'updated' if changed else 'already up to date'}")
+        return
+    typer.echo(lst.markdown_table() if markdown else lst.listing(kind))
