@@ -29,7 +29,7 @@ def speed(
     num_heads: int = typer.Option(None, help="Heads, for mixers that have them (default 4)."),
     repeats: int = typer.Option(None, help="Timed repeats per figure (median reported)."),
     peers: bool = typer.Option(True, help="Also measure installed peer implementations."),
-    out: Path = typer.Option(Path("mixerlab-runs/speed"), help="Directory for speed.json, speed.csv and speed.png."),
+    out: Path = typer.Option(Path("mixerlab-runs/speed"), help="Folder for speed.json, .csv, .png."),
     benchmarks_md: Path = typer.Option(None, help="Also write the tables into this BENCHMARKS.md section."),
 ) -> None:
     """Throughput, memory, decoding speed and speed-ups against baselines measured in the same run."""
