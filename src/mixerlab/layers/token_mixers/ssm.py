@@ -57,7 +57,8 @@ class Mamba(TokenMixer):
     (arXiv:2411.12537), which lets one layer track parity.
 
     Modes: ``"scan"`` (blocked two-level scan over chunks of ``chunk_size`` tokens, each chunk
-    recomputed in the backward pass to keep memory linear in T with a small constant; default
+    recomputed in the backward pass (a hand-written one when every ``dt A`` is above the floor)
+    to keep memory linear in T with a small constant; default
     256: 128-512 measured equal within noise on a 2-core CPU, and larger chunks cost memory; see
     :mod:`mixerlab.ops.selective_scan.scan`) and ``"reference"`` (per-token loop). A one-token
     call takes the recurrent step. State: ``{"conv": [B, W-1, E], "ssm": [B, E, N]}``.

@@ -6,7 +6,14 @@ Parameterization and Initialization of Diagonal State Space Models" (arXiv:2206.
 """
 
 from mixerlab.ops.diag_ssm.conv import diag_ssm_conv, diag_ssm_kernel
+from mixerlab.ops.diag_ssm.outer_chunk import diag_ssm_outer_chunk
 from mixerlab.ops.diag_ssm.recurrent import diag_ssm_recurrent
 from mixerlab.ops.diag_ssm.reference import diag_ssm_reference
 
-__all__ = ["diag_ssm_conv", "diag_ssm_kernel", "diag_ssm_recurrent", "diag_ssm_reference"]
+__all__ = [
+    "diag_ssm_conv",
+    "diag_ssm_kernel",
+    "diag_ssm_outer_chunk",
+    "diag_ssm_recurrent",
+    "diag_ssm_reference",
+]
