@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mixerlab.bench.measure import machine_info, matmul_gflops, peak_memory_mb, time_call
+from mixerlab.bench.measure import machine_info, matmul_gflops, peak_memory_mb, time_call, tune_allocator
 from mixerlab.errors import ConfigError, check, check_positive_int
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -47,6 +47,8 @@ class SpeedConfig:
     max_step_seconds: float = 30.0
     peers: bool = True
     threads: int | None = None
+    # "tuned" keeps large freed blocks in the heap (see measure.tune_allocator); "default" is glibc's.
+    allocator: str = "tuned"
 
     @classmethod
     def quick(cls, **overrides: Any) -> SpeedConfig:
@@ -82,6 +84,13 @@ class SpeedConfig:
             check_positive_int(owner, "lengths", seq_len)
         for dt in self.dtypes:
             check(dt in DTYPES, owner, "dtypes", dt, f"expected one of {sorted(DTYPES)}")
+        check(
+            self.allocator in ("tuned", "default"),
+            owner,
+            "allocator",
+            self.allocator,
+            "expected 'tuned' or 'default'",
+        )
 
 
 @dataclass
@@ -194,6 +203,8 @@ def run_speed(cfg: SpeedConfig, log: Callable[[str], None] = print) -> SpeedResu
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     names = cfg.mixers if cfg.mixers is not None else TOKEN_MIXERS.list()
+    if cfg.allocator == "tuned" and not tune_allocator():
+        log("note: the allocator could not be tuned (not glibc); figures use its defaults")
     peak = {dt: matmul_gflops(DTYPES[dt]) for dt in cfg.dtypes}
     log("matmul peak: " + ", ".join(f"{dt} {v:.0f} GFLOP/s" for dt, v in peak.items()))
     results = SpeedResults(machine=machine_info(), config=asdict(cfg), matmul_gflops=peak)

@@ -29,6 +29,7 @@ def speed(
     num_heads: int = typer.Option(None, help="Heads, for mixers that have them (default 4)."),
     repeats: int = typer.Option(None, help="Timed repeats per figure (median reported)."),
     peers: bool = typer.Option(True, help="Also measure installed peer implementations."),
+    allocator: str = typer.Option("tuned", help="'tuned' keeps large freed blocks (glibc); 'default'."),
     out: Path = typer.Option(Path("mixerlab-runs/speed"), help="Folder for speed.json, .csv, .png."),
     benchmarks_md: Path = typer.Option(None, help="Also write the tables into this BENCHMARKS.md section."),
 ) -> None:
@@ -44,6 +45,7 @@ def speed(
             "num_heads": num_heads,
             "repeats": repeats,
             "peers": peers,
+            "allocator": allocator,
         }.items()
         if v is not None
     }
