@@ -24,11 +24,14 @@ def speed(
     quick: bool = typer.Option(False, help="A few-minute run: L in {256, 1024}, float32, fewer repeats."),
     lengths: str = typer.Option(None, help="Comma-separated sequence lengths (default 256,1024,4096,16384)."),
     dtypes: str = typer.Option(None, help="Comma-separated dtypes (default float32,bfloat16)."),
+    decode_contexts: str = typer.Option(None, help="Comma-separated decoding contexts (default 1k,4k,16k)."),
     batch_size: int = typer.Option(None, help="Batch size (default 4)."),
     dim: int = typer.Option(None, help="Model width (default 256)."),
     num_heads: int = typer.Option(None, help="Heads, for mixers that have them (default 4)."),
     repeats: int = typer.Option(None, help="Timed repeats per figure (median reported)."),
     peers: bool = typer.Option(True, help="Also measure installed peer implementations."),
+    threads: int = typer.Option(None, help="torch threads (default: torch's choice, one per core)."),
+    max_step_seconds: float = typer.Option(None, help="A step slower than this skips longer lengths."),
     allocator: str = typer.Option("tuned", help="'tuned' keeps large freed blocks (glibc); 'default'."),
     out: Path = typer.Option(Path("mixerlab-runs/speed"), help="Folder for speed.json, .csv, .png."),
     benchmarks_md: Path = typer.Option(None, help="Also write the tables into this BENCHMARKS.md section."),
@@ -39,6 +42,7 @@ def speed(
         for k, v in {
             "mixers": None if mixers is None else [m for m in mixers.split(",") if m],
             "lengths": _ints(lengths),
+            "decode_contexts": _ints(decode_contexts),
             "dtypes": None if dtypes is None else [d for d in dtypes.split(",") if d],
             "batch_size": batch_size,
             "dim": dim,
@@ -46,6 +50,8 @@ def speed(
             "repeats": repeats,
             "peers": peers,
             "allocator": allocator,
+            "threads": threads,
+            "max_step_seconds": max_step_seconds,
         }.items()
         if v is not None
     }
