@@ -12,14 +12,11 @@ def test_open_gate_reduces_to_attention():
     gated = mixerlab.create_token_mixer("gated_attention", dim=16, num_heads=4, num_kv_heads=2, bias=True)
     plain = mixerlab.create_token_mixer("attention", dim=16, num_heads=4, num_kv_heads=2, bias=True)
     gated, plain = gated.double(), plain.double()
-    n = 16  # rows of the query part of q_gate_proj
     with torch.no_grad():
-        plain.q_proj.weight.copy_(gated.q_gate_proj.weight[:n])
-        plain.q_proj.bias.copy_(gated.q_gate_proj.bias[:n])
-        plain.kv_proj.load_state_dict(gated.kv_proj.state_dict())
-        plain.o_proj.load_state_dict(gated.o_proj.state_dict())
-        gated.q_gate_proj.weight[n:].zero_()
-        gated.q_gate_proj.bias[n:].fill_(60.0)  # sigmoid(60) == 1 in float64 to ~1e-26
+        for name in ("q_proj", "kv_proj", "o_proj"):
+            getattr(plain, name).load_state_dict(getattr(gated, name).state_dict())
+        gated.gate_proj.weight.zero_()
+        gated.gate_proj.bias.fill_(60.0)  # sigmoid(60) == 1 in float64 to ~1e-26
     x = torch.randn(2, 11, 16, dtype=torch.float64)
     torch.testing.assert_close(gated(x)[0], plain(x)[0])
 
@@ -27,8 +24,8 @@ def test_open_gate_reduces_to_attention():
 def test_closed_gate_silences_the_output():
     gated = mixerlab.create_token_mixer("gated_attention", dim=16, num_heads=2, bias=True).double()
     with torch.no_grad():
-        gated.q_gate_proj.weight[16:].zero_()
-        gated.q_gate_proj.bias[16:].fill_(-60.0)
+        gated.gate_proj.weight.zero_()
+        gated.gate_proj.bias.fill_(-60.0)
         gated.o_proj.bias.zero_()
     y, _ = gated(torch.randn(2, 7, 16, dtype=torch.float64))
     assert y.abs().max() < 1e-20

@@ -6,6 +6,8 @@ heads (grouped-query attention, arXiv:2305.13245); rotary positions (arXiv:2104.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from einops import rearrange
 from torch import Tensor, nn
@@ -57,14 +59,18 @@ class _SoftmaxAttention(TokenMixer):
         positions = torch.arange(start, start + t.shape[1], device=t.device)
         return rotary(t, positions, self.rotary_base)
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, x: Tensor) -> Tensor:
         if self.mode == "reference":
             o = attention_reference(q, k, v, window=self.window)
         elif self.mode == "chunk" and q.shape[1] > 1:
             o = attention_local_chunk(q, k, v, window=self.window)
         else:
             o = attention_parallel(q, k, v, window=self.window)
-        return self.o_proj(rearrange(o, "b t h v -> b t (h v)"))
+        return self.o_proj(rearrange(self._gate_heads(o, x), "b t h v -> b t (h v)"))
+
+    def _gate_heads(self, o: Tensor, x: Tensor) -> Tensor:
+        """Hook on the heads' outputs ``o: [B, T, H, V]`` before the output projection."""
+        return o
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
         empty = torch.zeros(batch_size, 0, self.num_kv_heads, self.head_dim, **self._factory(device, dtype))
@@ -92,6 +98,8 @@ class Attention(_SoftmaxAttention):
     the position of the next token is the cache length.
     """
 
+    name: ClassVar[str] = "attention"  # the owner named in configuration errors
+
     def __init__(
         self,
         dim: int,
@@ -101,7 +109,7 @@ class Attention(_SoftmaxAttention):
         rotary_base: float | None = 10000.0,
         bias: bool = False,
     ) -> None:
-        super().__init__("attention", dim, num_heads, num_kv_heads, head_dim, rotary_base, bias, window=None)
+        super().__init__(self.name, dim, num_heads, num_kv_heads, head_dim, rotary_base, bias, window=None)
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
@@ -113,7 +121,7 @@ class Attention(_SoftmaxAttention):
         if state is not None:
             k = torch.cat([state["k"], k], dim=1)
             v = torch.cat([state["v"], v], dim=1)
-        return self._attend(q, k, v), {"k": k, "v": v}
+        return self._attend(q, k, v, x), {"k": k, "v": v}
 
     def state_size(self, seq_len: int) -> int:
         return 2 * seq_len * self.num_kv_heads * self.head_dim
@@ -164,7 +172,7 @@ class SlidingWindowAttention(_SoftmaxAttention):
             v = torch.cat([state["v"], v], dim=1)
         past = k_raw.shape[1] - q.shape[1]
         q, k = self._rotate(q, past), self._rotate(k_raw, 0)
-        y = self._attend(q, k, v)
+        y = self._attend(q, k, v, x)
         keep = self.window - 1
         start = max(0, k_raw.shape[1] - keep)
         return y, {"k": k_raw[:, start:], "v": v[:, start:]}
