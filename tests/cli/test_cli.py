@@ -12,7 +12,7 @@ import mixerlab.cli.list
 import mixerlab.cli.report
 import mixerlab.cli.train  # noqa: F401  (each module adds its command)
 from mixerlab.cli.app import app
-from mixerlab.registry import TASKS, TOKEN_MIXERS
+from mixerlab.registry import CHANNEL_MIXERS, NORMS, TASKS, TOKEN_MIXERS
 
 runner = CliRunner()
 
@@ -28,9 +28,10 @@ def test_list_shows_every_registered_entry_and_markdown_table():
     assert result.exit_code == 0
     for name in TOKEN_MIXERS.list() + TASKS.list():
         assert name in result.output
-    table = runner.invoke(app, ["list", "--markdown"]).output.splitlines()
-    assert table[0].startswith("| name | paper | arXiv | state size | time | memory |")
-    assert len(table) == 2 + len(TOKEN_MIXERS)
+    table = runner.invoke(app, ["list", "--markdown"]).output
+    assert "| name | paper | arXiv | state size | time | memory | modes |" in table
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert len(rows) == len(TOKEN_MIXERS) + len(CHANNEL_MIXERS) + len(NORMS)
     assert runner.invoke(app, ["list", "tasks"]).exit_code == 0
     assert runner.invoke(app, ["list", "nonsense"]).exit_code != 0
 
