@@ -46,6 +46,9 @@ class SpeedConfig:
     # A single step slower than this stops the mixer's longer lengths (and long references).
     max_step_seconds: float = 30.0
     peers: bool = True
+    # Lengths at which peers are measured (None: all of ``lengths``); peers that are per-step loops
+    # dominate a short run otherwise.
+    peer_lengths: list[int] | None = None
     threads: int | None = None
     # "tuned" keeps large freed blocks in the heap (see measure.tune_allocator); "default" is glibc's.
     allocator: str = "tuned"
@@ -59,7 +62,8 @@ class SpeedConfig:
             warmup=1,
             decode_contexts=[256, 1024],
             decode_steps=4,
-            reference_length=128,
+            reference_length=64,
+            peer_lengths=[256],
             max_step_seconds=5.0,
         )
         for key, value in overrides.items():
@@ -270,7 +274,7 @@ def _measure_reference(
             fast = measure_layer(module, mixer_call, cfg, seq_len, dtype, flops=False, forward=False)
         module.mode = "reference"
         # Probe at a short length first: a reference that would take minutes is reported, not run.
-        probe_len = 128
+        probe_len = min(128, seq_len)
         estimate = 0.0
         if seq_len > 2 * probe_len:
             probe = measure_layer(
@@ -303,7 +307,7 @@ def _measure_peers(
     rows = []
     dt = str(dtype).removeprefix("torch.")
     for peer in peers_for(name):
-        for seq_len in cfg.lengths:
+        for seq_len in cfg.peer_lengths or cfg.lengths:
             row: dict[str, Any] = {
                 "mixer": name,
                 "peer": peer.name,
