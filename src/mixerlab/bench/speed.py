@@ -273,14 +273,19 @@ def _measure_reference(
         if fast is None:
             fast = measure_layer(module, mixer_call, cfg, seq_len, dtype, flops=False, forward=False)
         module.mode = "reference"
-        # Probe at a short length first: a reference that would take minutes is reported, not run.
-        probe_len = min(128, seq_len)
+        # Probe at two short lengths first and extrapolate with the measured growth exponent (a
+        # per-query attention reference grows like L^2): a reference that would take minutes is
+        # reported with its estimate, not run.
         estimate = 0.0
-        if seq_len > 2 * probe_len:
-            probe = measure_layer(
-                module, mixer_call, cfg, probe_len, dtype, repeats=1, warmup=0, flops=False, forward=False
-            )
-            estimate = probe["fwdbwd_s"] * seq_len / probe_len
+        if seq_len > 512:
+            short = [
+                measure_layer(
+                    module, mixer_call, cfg, n, dtype, repeats=1, warmup=0, flops=False, forward=False
+                )
+                for n in (128, 256)
+            ]
+            growth = max(1.0, math.log2(short[1]["fwdbwd_s"] / short[0]["fwdbwd_s"]))
+            estimate = short[1]["fwdbwd_s"] * (seq_len / 256) ** growth
         if estimate > 20 * cfg.max_step_seconds:
             row["error"] = f"skipped: estimated {estimate:.0f} s per step at L={seq_len}"
             row["ref_estimated_s"] = estimate
