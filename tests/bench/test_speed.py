@@ -91,3 +91,72 @@ def test_time_call_reports_median():
     calls = []
     t = time_call(lambda: calls.append(1), repeats=3, warmup=2)
     assert len(calls) == 5 and t.repeats == 3 and t.best_s <= t.median_s
+
+
+def _tiny(mixers: list[str], **overrides) -> SpeedConfig:
+    cfg = SpeedConfig(
+        mixers=mixers,
+        lengths=[16],
+        batch_size=2,
+        dim=16,
+        num_heads=2,
+        dtypes=["float32"],
+        repeats=1,
+        warmup=0,
+        decode_contexts=[8],
+        decode_steps=2,
+        reference_length=16,
+        peers=False,
+    )
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def test_an_interrupted_run_keeps_finished_mixers_and_resumes(tmp_path):
+    from mixerlab.bench.speed import SpeedResults
+
+    class Interrupted(Exception):
+        pass
+
+    def save_then_stop(partial):
+        write_files(partial, tmp_path, plot=False)
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run_speed(_tiny(["mingru", "minlstm"]), log=lambda _: None, on_mixer_done=save_then_stop)
+    saved = json.loads((tmp_path / "speed.json").read_text())
+    assert saved["done"] == ["mingru"] and {r["mixer"] for r in saved["cases"]} == {"mingru"}
+
+    previous = SpeedResults.from_dict(saved)
+    logs: list[str] = []
+    resumed = run_speed(_tiny(["mingru", "minlstm"]), log=logs.append, previous=previous)
+    assert resumed.done == ["mingru", "minlstm"]
+    kept = [r for r in resumed.cases if r["mixer"] == "mingru"]
+    assert kept == saved["cases"]  # not measured again
+    assert {r["mixer"] for r in resumed.cases} == {"mingru", "minlstm"}
+    assert resumed.matmul_gflops == saved["matmul_gflops"] and len(resumed.resumed_matmul_gflops) == 1
+    assert any("mingru" in line and "kept" in line for line in logs)
+    assert "resumed after an interruption" in summary(resumed)
+
+
+def test_resume_with_other_settings_is_refused():
+    from mixerlab.bench.speed import SpeedResults
+
+    first = run_speed(_tiny(["mingru"]), log=lambda _: None)
+    previous = SpeedResults.from_dict(json.loads(json.dumps(first.to_dict())))
+    with pytest.raises(ConfigError, match="lengths=\\[32\\]"):
+        run_speed(_tiny(["mingru"], lengths=[32]), log=lambda _: None, previous=previous)
+
+
+def test_cli_resume_without_a_previous_run_is_a_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    import mixerlab.cli.speed  # noqa: F401  (adds the command)
+    from mixerlab.cli.app import app
+
+    result = CliRunner().invoke(
+        app, ["speed", "--quick", "--mixers", "mingru", "--resume", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "resume=True" in result.output and "speed.json does not exist" in result.output

@@ -106,9 +106,46 @@ class SpeedResults:
     decode: list[dict[str, Any]] = field(default_factory=list)  # one per (mixer, dtype, context)
     reference: list[dict[str, Any]] = field(default_factory=list)  # one per mixer
     peers: list[dict[str, Any]] = field(default_factory=list)  # one per (mixer, peer, length)
+    done: list[str] = field(default_factory=list)  # mixers whose every figure is in the lists above
+    # Matmul peaks re-measured by runs that resumed this one; the ratios keep the first run's peak.
+    resumed_matmul_gflops: list[dict[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpeedResults:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# Config fields that may differ between an interrupted run and the run that resumes it.
+_RESUMABLE_DIFFERENCES = {"mixers", "date", "threads"}
+
+
+def resumable(previous: SpeedResults, cfg: SpeedConfig) -> None:
+    """Raise a ConfigError unless ``previous`` was measured with the same settings as ``cfg``."""
+    here = machine_info()
+    for key in ("cpu", "torch"):
+        check(
+            previous.machine.get(key) == here.get(key),
+            "speed",
+            f"machine.{key}",
+            here.get(key),
+            f"the run being resumed was measured with {previous.machine.get(key)!r}",
+        )
+    now = asdict(cfg)
+    for key, value in now.items():
+        if key in _RESUMABLE_DIFFERENCES:
+            continue
+        before = previous.config.get(key)
+        check(
+            before == value,
+            "speed",
+            key,
+            value,
+            f"the run being resumed used {key}={before!r}; resume with the same settings or a new --out",
+        )
 
 
 def build_mixer(name: str, cfg: SpeedConfig, dtype: torch.dtype) -> nn.Module:
@@ -202,8 +239,20 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
-def run_speed(cfg: SpeedConfig, log: Callable[[str], None] = print) -> SpeedResults:
+def run_speed(
+    cfg: SpeedConfig,
+    log: Callable[[str], None] = print,
+    *,
+    previous: SpeedResults | None = None,
+    on_mixer_done: Callable[[SpeedResults], None] | None = None,
+) -> SpeedResults:
+    """Measure every selected mixer; ``on_mixer_done`` sees the results after each mixer (to write
+    them, so an interrupted run keeps what it measured). With ``previous`` (an interrupted run with
+    the same settings) its finished mixers are kept, not measured again, and its matmul peak stays
+    the yardstick of every ratio."""
     cfg.validate()
+    if previous is not None:
+        resumable(previous, cfg)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     names = cfg.mixers if cfg.mixers is not None else TOKEN_MIXERS.list()
@@ -211,8 +260,17 @@ def run_speed(cfg: SpeedConfig, log: Callable[[str], None] = print) -> SpeedResu
         log("note: the allocator could not be tuned (not glibc); figures use its defaults")
     peak = {dt: matmul_gflops(DTYPES[dt]) for dt in cfg.dtypes}
     log("matmul peak: " + ", ".join(f"{dt} {v:.0f} GFLOP/s" for dt, v in peak.items()))
-    results = SpeedResults(machine=machine_info(), config=asdict(cfg), matmul_gflops=peak)
+    if previous is None:
+        results = SpeedResults(machine=machine_info(), config=asdict(cfg), matmul_gflops=peak)
+    else:
+        results = _keep_finished(previous, names)
+        results.config = {**asdict(cfg), "date": previous.config.get("date")}
+        results.resumed_matmul_gflops.append(peak)
+        peak = results.matmul_gflops
+        log(f"resuming: {len(results.done)} mixers kept ({', '.join(results.done) or 'none'})")
     for name in names:
+        if name in results.done:
+            continue
         started = time.perf_counter()
         for dt in cfg.dtypes:
             dtype = DTYPES[dt]
@@ -246,8 +304,32 @@ def run_speed(cfg: SpeedConfig, log: Callable[[str], None] = print) -> SpeedResu
                 results.reference.append(_measure_reference(name, module, cfg, dtype, results.cases))
                 if cfg.peers:
                     results.peers.extend(_measure_peers(name, cfg, dtype, results.cases, log))
+        results.done.append(name)
         log(f"{name}: {time.perf_counter() - started:.1f} s")
+        if on_mixer_done is not None:
+            on_mixer_done(results)
     return results
+
+
+def _keep_finished(previous: SpeedResults, names: list[str]) -> SpeedResults:
+    """The rows of ``previous`` for its finished mixers among ``names``; a half-measured mixer's rows
+    are dropped, so it is measured again whole."""
+    keep = [n for n in previous.done if n in names]
+
+    def rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in items if r["mixer"] in keep]
+
+    return SpeedResults(
+        machine=previous.machine,
+        config=dict(previous.config),
+        matmul_gflops=dict(previous.matmul_gflops),
+        cases=rows(previous.cases),
+        decode=rows(previous.decode),
+        reference=rows(previous.reference),
+        peers=rows(previous.peers),
+        done=keep,
+        resumed_matmul_gflops=list(previous.resumed_matmul_gflops),
+    )
 
 
 def _fast_row(cases: list[dict[str, Any]], name: str, dtype: str, seq_len: int) -> dict[str, Any] | None:
@@ -346,4 +428,4 @@ def finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-__all__ = ["SpeedConfig", "SpeedResults", "run_speed"]
+__all__ = ["SpeedConfig", "SpeedResults", "resumable", "run_speed"]

@@ -171,6 +171,12 @@ def summary(results: SpeedResults, markdown: bool = False) -> str:
     m = results.machine
     peak = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in results.matmul_gflops.items())
     parts.append(f"machine: {m['cpu']}, {m['threads']} threads, torch {m['torch']}; dense matmul {peak}")
+    for again in results.resumed_matmul_gflops:
+        parts.append(
+            "resumed after an interruption; ratios keep the first run's matmul peak (re-measured: "
+            + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in again.items())
+            + ")"
+        )
     cfg = results.config
     parts.append(
         f"B={cfg['batch_size']}, dim={cfg['dim']}, num_heads={cfg['num_heads']}; medians of "
@@ -186,8 +192,9 @@ def summary(results: SpeedResults, markdown: bool = False) -> str:
     return "\n".join(parts)
 
 
-def write_files(results: SpeedResults, out_dir: Path) -> list[Path]:
-    """JSON (everything), CSV (one row per case) and a PNG of throughput vs sequence length."""
+def write_files(results: SpeedResults, out_dir: Path, *, plot: bool = True) -> list[Path]:
+    """JSON (everything), CSV (one row per case) and a PNG of throughput vs sequence length; each
+    file replaced atomically, so an interrupted write leaves the previous version."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "speed.json"
     tmp = json_path.with_suffix(".json.tmp")
@@ -195,12 +202,14 @@ def write_files(results: SpeedResults, out_dir: Path) -> list[Path]:
     tmp.replace(json_path)
     csv_path = out_dir / "speed.csv"
     keys = sorted({k for r in results.cases for k in r})
-    with csv_path.open("w", newline="") as f:
+    tmp = csv_path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(results.cases)
+    tmp.replace(csv_path)
     paths = [json_path, csv_path]
-    png = plot_throughput(results, out_dir / "speed.png")
+    png = plot_throughput(results, out_dir / "speed.png") if plot else None
     if png is not None:
         paths.append(png)
     return paths

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import datetime
+import json
 import shlex
 import sys
 from pathlib import Path
 
 import typer
 
-from mixerlab.bench.speed import SpeedConfig, run_speed
+from mixerlab.bench.speed import SpeedConfig, SpeedResults, run_speed
 from mixerlab.bench.speed_report import summary, update_benchmarks_md, write_files
 from mixerlab.cli.app import app
+from mixerlab.errors import ConfigError
 
 
 def _ints(text: str | None) -> list[int] | None:
@@ -34,6 +36,9 @@ def speed(
     max_step_seconds: float = typer.Option(None, help="A step slower than this skips longer lengths."),
     allocator: str = typer.Option("tuned", help="'tuned' keeps large freed blocks (glibc); 'default'."),
     out: Path = typer.Option(Path("mixerlab-runs/speed"), help="Folder for speed.json, .csv, .png."),
+    resume: bool = typer.Option(
+        False, help="Continue an interrupted run in --out: mixers already in its speed.json are kept."
+    ),
     benchmarks_md: Path = typer.Option(None, help="Also write the tables into this BENCHMARKS.md section."),
 ) -> None:
     """Throughput, memory, decoding speed and speed-ups against baselines measured in the same run."""
@@ -55,9 +60,11 @@ def speed(
         }.items()
         if v is not None
     }
-    cfg = SpeedConfig.quick(**overrides) if quick else SpeedConfig(**overrides)
-    results = run_speed(cfg, log=lambda msg: typer.echo(msg, err=True))
-    results.config["date"] = datetime.date.today().isoformat()
+    try:
+        results = _run(overrides, quick, out, resume)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(code=2) from err
     typer.echo(summary(results))
     for path in write_files(results, out):
         typer.echo(f"wrote {path}")
@@ -65,3 +72,24 @@ def speed(
         command = "mixerlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         update_benchmarks_md(benchmarks_md, "speed-quick" if quick else "speed", command, results)
         typer.echo(f"updated {benchmarks_md}")
+
+
+def _run(overrides: dict, quick: bool, out: Path, resume: bool) -> SpeedResults:
+    cfg = SpeedConfig.quick(**overrides) if quick else SpeedConfig(**overrides)
+    previous = None
+    if resume:
+        json_path = out / "speed.json"
+        if not json_path.exists():
+            allowed = f"{json_path} does not exist; run without --resume first"
+            raise ConfigError("speed", "resume", True, allowed)
+        previous = SpeedResults.from_dict(json.loads(json_path.read_text()))
+    today = datetime.date.today().isoformat()
+
+    def save(partial: SpeedResults) -> None:
+        # Written after every mixer, so an interrupted run keeps what it measured (--resume).
+        partial.config["date"] = partial.config.get("date") or today
+        write_files(partial, out, plot=False)
+
+    results = run_speed(cfg, log=lambda msg: typer.echo(msg, err=True), previous=previous, on_mixer_done=save)
+    results.config["date"] = results.config.get("date") or today
+    return results
