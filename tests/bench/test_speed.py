@@ -51,6 +51,11 @@ def test_reference_speedup_is_a_same_run_ratio(results):
 def test_attention_is_compared_with_plain_sdpa(results):
     peers = [r for r in results.peers if r["mixer"] == "attention"]
     assert peers and all(r["ratio"] > 0 for r in peers)
+    # and like for like: our layer without rotary, which the plain SDPA layer does not have
+    for r in peers:
+        assert r["same_settings"] == {"rotary_base": None}
+        assert r["same_ratio"] == pytest.approx(r["same_fwdbwd_tok_s"] / r["peer_fwdbwd_tok_s"])
+    assert any("same settings (rotary_base=None)" in row[0] for row in targets(results)[1:])
 
 
 def test_summary_files_and_benchmarks_section(results, tmp_path):

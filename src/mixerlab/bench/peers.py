@@ -16,8 +16,9 @@ import importlib.metadata
 import importlib.util
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any
 
 import torch
 from einops import rearrange
@@ -27,10 +28,15 @@ from torch.nn.functional import scaled_dot_product_attention
 
 @dataclass(frozen=True)
 class Peer:
+    """A peer layer; ``same_settings`` are the mixer options under which mixerlab's layer computes
+    what the peer computes (e.g. no rotary for plain SDPA), measured as a second, like-for-like
+    ratio beside the one at the mixer's defaults."""
+
     name: str
     kind: str
     build: Callable[[int, int], nn.Module]
     call: Callable[[nn.Module, Tensor], Tensor]
+    same_settings: dict[str, Any] = field(default_factory=dict)
 
 
 def _plain_call(module: nn.Module, x: Tensor) -> Tensor:
@@ -154,7 +160,9 @@ def _transformers_mixer(
 
 
 PEERS: dict[str, list[Peer]] = {
-    "attention": [Peer("torch SDPA layer", "fused", _SDPALayer, _plain_call)],
+    "attention": [
+        Peer("torch SDPA layer", "fused", _SDPALayer, _plain_call, same_settings={"rotary_base": None})
+    ],
     "lstm": [Peer("torch nn.LSTM", "fused", _LSTMLayer, _plain_call)],
     "linear_attention": [
         Peer(
@@ -162,6 +170,7 @@ PEERS: dict[str, list[Peer]] = {
             "chunked",
             _fla("linear_attn", "naive_chunk_linear_attn"),
             _plain_call,
+            same_settings={"feature_map": "identity", "normalize": False},
         )
     ],
     "retention": [
@@ -170,6 +179,7 @@ PEERS: dict[str, list[Peer]] = {
             "parallel",
             _fla("retention", "naive_retention", layout="bhtd"),
             _plain_call,
+            same_settings={"expand_v": 1},
         )
     ],
     "gla": [
@@ -183,6 +193,7 @@ PEERS: dict[str, list[Peer]] = {
             "chunked",
             _fla("delta_rule", "delta_rule_chunkwise", gates=("beta",), layout="bhtd"),
             _plain_call,
+            same_settings={"conv_size": None},
         )
     ],
     "gated_deltanet": [
@@ -191,6 +202,8 @@ PEERS: dict[str, list[Peer]] = {
             "chunked",
             _fla("gated_delta_rule", "naive_chunk_gated_delta_rule", gates=("g", "beta")),
             _plain_call,
+            # the output gate and its norm stay: the layer has no option without them
+            same_settings={"conv_size": None, "expand": 1},
         )
     ],
     "mamba": [

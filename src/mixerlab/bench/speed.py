@@ -148,9 +148,9 @@ def resumable(previous: SpeedResults, cfg: SpeedConfig) -> None:
         )
 
 
-def build_mixer(name: str, cfg: SpeedConfig, dtype: torch.dtype) -> nn.Module:
+def build_mixer(name: str, cfg: SpeedConfig, dtype: torch.dtype, **options: Any) -> nn.Module:
     """The mixer at the benchmark size; ``num_heads`` only for mixers that have heads."""
-    kwargs: dict[str, Any] = {"dim": cfg.dim}
+    kwargs: dict[str, Any] = {"dim": cfg.dim, **options}
     if "num_heads" in TOKEN_MIXERS.entry(name).parameters():
         kwargs["num_heads"] = cfg.num_heads
     return TOKEN_MIXERS.create(name, **kwargs).to(dtype)
@@ -394,6 +394,8 @@ def _measure_peers(
     rows = []
     dt = str(dtype).removeprefix("torch.")
     for peer in peers_for(name):
+        torch.manual_seed(0)
+        same = build_mixer(name, cfg, dtype, **peer.same_settings) if peer.same_settings else None
         for seq_len in cfg.peer_lengths or cfg.lengths:
             row: dict[str, Any] = {
                 "mixer": name,
@@ -409,6 +411,12 @@ def _measure_peers(
                 row["peer_fwdbwd_tok_s"] = measured["fwdbwd_tok_s"]
                 if fast is not None:
                     row["ratio"] = fast["fwdbwd_tok_s"] / measured["fwdbwd_tok_s"]
+                if same is not None:
+                    # measured right after the peer, so both see the same machine state
+                    ours = measure_layer(same, mixer_call, cfg, seq_len, dtype, flops=False, forward=False)
+                    row["same_settings"] = peer.same_settings
+                    row["same_fwdbwd_tok_s"] = ours["fwdbwd_tok_s"]
+                    row["same_ratio"] = ours["fwdbwd_tok_s"] / measured["fwdbwd_tok_s"]
                 if measured["fwdbwd_s"] > cfg.max_step_seconds:
                     rows.append(row)
                     break

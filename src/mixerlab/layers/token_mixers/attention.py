@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from mixerlab.errors import check, check_divisible, check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
 from mixerlab.ops.attention import attention_local_chunk, attention_parallel, attention_reference
-from mixerlab.ops.rotary import rotary
+from mixerlab.ops.rotary import rotary, rotary_tables
 from mixerlab.registry import TOKEN_MIXERS
 
 
@@ -53,11 +53,16 @@ class _SoftmaxAttention(TokenMixer):
         k, v = rearrange(self.kv_proj(x), "b t (two g k) -> two b t g k", two=2, g=self.num_kv_heads)
         return q, k, v
 
-    def _rotate(self, t: Tensor, start: int) -> Tensor:
+    def _rotate(self, q: Tensor, k: Tensor, start: int) -> tuple[Tensor, Tensor]:
+        """Rotate ``k: [B, S, G, K]`` to positions ``start .. start + S - 1`` and ``q: [B, T, H, K]``
+        to the last ``T`` of them, with one table."""
         if self.rotary_base is None:
-            return t
-        positions = torch.arange(start, start + t.shape[1], device=t.device)
-        return rotary(t, positions, self.rotary_base)
+            return q, k
+        positions = torch.arange(start, start + k.shape[1], device=k.device)
+        cos, sin = rotary_tables(positions, k.shape[-1], k.dtype, self.rotary_base)
+        past = k.shape[1] - q.shape[1]
+        q_tables = (cos[past:], sin[past:])
+        return rotary(q, positions[past:], tables=q_tables), rotary(k, positions, tables=(cos, sin))
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, x: Tensor) -> Tensor:
         if self.mode == "reference":
@@ -117,7 +122,7 @@ class Attention(_SoftmaxAttention):
         self._check_input(x, mask)
         q, k, v = self._project(x)
         past = 0 if state is None else state["k"].shape[1]
-        q, k = self._rotate(q, past), self._rotate(k, past)
+        q, k = self._rotate(q, k, past)
         if state is not None:
             k = torch.cat([state["k"], k], dim=1)
             v = torch.cat([state["v"], v], dim=1)
@@ -170,8 +175,7 @@ class SlidingWindowAttention(_SoftmaxAttention):
         if state is not None:
             k_raw = torch.cat([state["k"], k_raw], dim=1)
             v = torch.cat([state["v"], v], dim=1)
-        past = k_raw.shape[1] - q.shape[1]
-        q, k = self._rotate(q, past), self._rotate(k_raw, 0)
+        q, k = self._rotate(q, k_raw, 0)
         y = self._attend(q, k, v, x)
         keep = self.window - 1
         start = max(0, k_raw.shape[1] - keep)
