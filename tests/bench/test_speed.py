@@ -41,6 +41,7 @@ def test_every_case_is_measured(results):
         assert row["fwdbwd_tok_s"] > 0 and row["fwd_tok_s"] > 0 and row["flops_fwdbwd"] > 0
         assert 0 < row["frac_matmul_peak"] == pytest.approx(row["gflops"] / results.matmul_gflops["float32"])
     assert len(results.decode) == 4 and all(r["decode_tok_s"] > 0 for r in results.decode)
+    assert results.matmul_gflops_end["float32"] > 0 and "measured again at the end" in summary(results)
 
 
 def test_reference_speedup_is_a_same_run_ratio(results):

@@ -109,6 +109,8 @@ class SpeedResults:
     done: list[str] = field(default_factory=list)  # mixers whose every figure is in the lists above
     # Matmul peaks re-measured by runs that resumed this one; the ratios keep the first run's peak.
     resumed_matmul_gflops: list[dict[str, float]] = field(default_factory=list)
+    # The matmul peak measured again at the end: how much the machine drifted during the run.
+    matmul_gflops_end: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -308,6 +310,7 @@ def run_speed(
         log(f"{name}: {time.perf_counter() - started:.1f} s")
         if on_mixer_done is not None:
             on_mixer_done(results)
+    results.matmul_gflops_end = {dt: matmul_gflops(DTYPES[dt]) for dt in cfg.dtypes}
     return results
 
 

@@ -196,6 +196,9 @@ def summary(results: SpeedResults, markdown: bool = False) -> str:
     m = results.machine
     peak = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in results.matmul_gflops.items())
     parts.append(f"machine: {m['cpu']}, {m['threads']} threads, torch {m['torch']}; dense matmul {peak}")
+    if results.matmul_gflops_end:
+        end = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in results.matmul_gflops_end.items())
+        parts.append(f"dense matmul measured again at the end of the run: {end}")
     for again in results.resumed_matmul_gflops:
         parts.append(
             "resumed after an interruption; ratios keep the first run's matmul peak (re-measured: "
