@@ -79,6 +79,9 @@ def test_targets_report_status_for_each_row(results):
     rows = targets(results)
     assert rows[0] == ["target", "mixer", "figure", "status"]
     assert all(r[3] in {"met", "MISSED", "not measured"} for r in rows[1:])
+    memory = [r for r in rows if r[0].startswith("peak memory per token") and r[1] == "sliding_window"]
+    assert len(memory) == 1 and memory[0][0] == "peak memory per token L=32 within 1.3x of L=16"
+    assert not any(r[0].startswith("peak memory") and r[1] == "attention" for r in rows)  # growing state
 
 
 def test_bad_config_is_a_clear_error():

@@ -138,6 +138,22 @@ def targets(results: SpeedResults) -> list[list[str]]:
             a, b = _case(results, mixer, dt, 1024), _case(results, mixer, dt, 16384)
             ratio = a["fwdbwd_tok_s"] / b["fwdbwd_tok_s"] if a and b else None
             add("time/token L=16k within 1.3x of L=1k", mixer, ratio, None if ratio is None else ratio <= 1.3)
+    if len(lengths) >= 2:
+        # peak memory linear in L: memory per token at the longest length against the one before
+        # (fixed costs such as weights only make the later figure smaller)
+        short, long = sorted(lengths)[-2:]
+        for mixer in sorted({r["mixer"] for r in results.cases}):
+            if mixer in TOKEN_MIXERS and TOKEN_MIXERS.entry(mixer).meta.get("state_kind") != "fixed":
+                continue
+            a, b = _case(results, mixer, dt, short), _case(results, mixer, dt, long)
+            ok = a and b and finite(a["peak_mem_mb"]) and finite(b["peak_mem_mb"]) and a["peak_mem_mb"] > 0
+            ratio = (b["peak_mem_mb"] / long) / (a["peak_mem_mb"] / short) if ok else None
+            add(
+                f"peak memory per token L={long} within 1.3x of L={short}",
+                mixer,
+                ratio,
+                None if ratio is None else ratio <= 1.3,
+            )
     if 4096 in lengths:
         for mixer in LINEAR_ATTENTION_FAMILY:
             c = _case(results, mixer, "float32", 4096)
