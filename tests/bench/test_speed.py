@@ -169,3 +169,22 @@ def test_cli_resume_without_a_previous_run_is_a_clear_error(tmp_path):
     )
     assert result.exit_code == 2
     assert "resume=True" in result.output and "speed.json does not exist" in result.output
+
+
+def test_cli_re_renders_a_saved_run_without_measuring(results, tmp_path):
+    from typer.testing import CliRunner
+
+    import mixerlab.cli.speed  # noqa: F401  (adds the command)
+    from mixerlab.cli.app import app
+
+    write_files(results, tmp_path / "run", plot=False)
+    md = tmp_path / "BENCHMARKS.md"
+    args = ["speed", "--from-json", str(tmp_path / "run" / "speed.json"), "--out", str(tmp_path / "again")]
+    result = CliRunner().invoke(app, [*args, "--benchmarks-md", str(md)])
+    assert result.exit_code == 0, result.output
+    again = json.loads((tmp_path / "again" / "speed.json").read_text())
+    assert again["cases"] == json.loads(json.dumps(results.cases))  # nothing re-measured
+    text = md.read_text()
+    assert "<!-- speed:start -->" in text and "| sliding_window |" in text and "re-rendered by" in text
+    missing = CliRunner().invoke(app, ["speed", "--from-json", str(tmp_path / "nope.json")])
+    assert missing.exit_code == 2 and "from_json=" in missing.output

@@ -266,7 +266,7 @@ def run_speed(
         results = SpeedResults(machine=machine_info(), config=asdict(cfg), matmul_gflops=peak)
     else:
         results = _keep_finished(previous, names)
-        results.config = {**asdict(cfg), "date": previous.config.get("date")}
+        results.config = {**previous.config, **asdict(cfg)}  # keeps the first run's date and command
         results.resumed_matmul_gflops.append(peak)
         peak = results.matmul_gflops
         log(f"resuming: {len(results.done)} mixers kept ({', '.join(results.done) or 'none'})")

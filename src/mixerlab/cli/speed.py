@@ -39,6 +39,9 @@ def speed(
     resume: bool = typer.Option(
         False, help="Continue an interrupted run in --out: mixers already in its speed.json are kept."
     ),
+    from_json: Path = typer.Option(
+        None, help="Measure nothing: re-render tables, files and --benchmarks-md from this speed.json."
+    ),
     benchmarks_md: Path = typer.Option(None, help="Also write the tables into this BENCHMARKS.md section."),
 ) -> None:
     """Throughput, memory, decoding speed and speed-ups against baselines measured in the same run."""
@@ -60,8 +63,17 @@ def speed(
         }.items()
         if v is not None
     }
+    command = "mixerlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
-        results = _run(overrides, quick, out, resume)
+        if from_json is not None:
+            if not from_json.exists():
+                raise ConfigError("speed", "from_json", str(from_json), "expected an existing speed.json")
+            results = SpeedResults.from_dict(json.loads(from_json.read_text()))
+            measured_by = results.config.get("command", f"not recorded in {from_json}")
+            command = f"{measured_by}` (tables re-rendered by `{command}`)"
+            quick = results.config.get("quick", quick)
+        else:
+            results = _run(overrides, quick, out, resume, command)
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2) from err
@@ -69,12 +81,11 @@ def speed(
     for path in write_files(results, out):
         typer.echo(f"wrote {path}")
     if benchmarks_md is not None:
-        command = "mixerlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         update_benchmarks_md(benchmarks_md, "speed-quick" if quick else "speed", command, results)
         typer.echo(f"updated {benchmarks_md}")
 
 
-def _run(overrides: dict, quick: bool, out: Path, resume: bool) -> SpeedResults:
+def _run(overrides: dict, quick: bool, out: Path, resume: bool, command: str) -> SpeedResults:
     cfg = SpeedConfig.quick(**overrides) if quick else SpeedConfig(**overrides)
     previous = None
     if resume:
@@ -88,8 +99,12 @@ def _run(overrides: dict, quick: bool, out: Path, resume: bool) -> SpeedResults:
     def save(partial: SpeedResults) -> None:
         # Written after every mixer, so an interrupted run keeps what it measured (--resume).
         partial.config["date"] = partial.config.get("date") or today
+        partial.config["command"] = partial.config.get("command") or command
+        partial.config["quick"] = quick
         write_files(partial, out, plot=False)
 
     results = run_speed(cfg, log=lambda msg: typer.echo(msg, err=True), previous=previous, on_mixer_done=save)
     results.config["date"] = results.config.get("date") or today
+    results.config["command"] = results.config.get("command") or command
+    results.config["quick"] = quick
     return results
