@@ -292,27 +292,32 @@ def plot_throughput(results: SpeedResults, path: Path) -> Path | None:
     return path
 
 
+def replace_section(path: Path, section: str, body: str) -> None:
+    """Put ``body`` between ``<!-- section:start/end -->`` in ``path`` (appended if absent),
+    keeping everything else; the file is replaced atomically."""
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+    block = f"{start}\n{body}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def update_benchmarks_md(path: Path, section: str, command: str, results: SpeedResults) -> None:
     """Replace the ``section`` block of BENCHMARKS.md (between markers), keeping everything else."""
-    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
     m = results.machine
     body = "\n".join(
         [
-            start,
             f"Command: `{command}`  ",
             f"Machine: {m['cpu']}, {m['threads']} threads ({m['cpu_capability']}), torch {m['torch']}, "
             f"Python {m['python']}  ",
             f"Date: {results.config.get('date', '')}",
             "",
             summary(results, markdown=True),
-            end,
         ]
     )
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if start in text and end in text:
-        text = text[: text.index(start)] + body + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n" + body + "\n"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    replace_section(path, section, body)
