@@ -188,3 +188,22 @@ def test_cli_re_renders_a_saved_run_without_measuring(results, tmp_path):
     assert "<!-- speed:start -->" in text and "| sliding_window |" in text and "re-rendered by" in text
     missing = CliRunner().invoke(app, ["speed", "--from-json", str(tmp_path / "nope.json")])
     assert missing.exit_code == 2 and "from_json=" in missing.output
+
+
+def test_peer_cost_is_extrapolated_with_its_growth():
+    from mixerlab.bench.speed import _extrapolate
+
+    assert _extrapolate([], 4096) == 0.0
+    assert _extrapolate([(1024, 2.0)], 4096) == pytest.approx(8.0)  # at least linear
+    assert _extrapolate([(256, 1.0), (1024, 16.0)], 4096) == pytest.approx(256.0)  # quadratic
+    assert _extrapolate([(256, 2.0), (1024, 1.0)], 2048) == pytest.approx(2.0)  # never below linear
+
+
+def test_redo_needs_resume_and_a_finished_mixer(tmp_path):
+    from typer.testing import CliRunner
+
+    import mixerlab.cli.speed  # noqa: F401  (adds the command)
+    from mixerlab.cli.app import app
+
+    result = CliRunner().invoke(app, ["speed", "--quick", "--redo", "gla", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "only allowed with --resume" in result.output

@@ -184,6 +184,7 @@ def measure_layer(
     warmup: int | None = None,
     flops: bool = True,
     forward: bool = True,
+    memory: bool = True,
 ) -> dict[str, Any]:
     """Forward and forward+backward throughput, peak memory and FLOPs of one layer at one length."""
     g = torch.Generator().manual_seed(0)
@@ -203,7 +204,8 @@ def measure_layer(
     t = time_call(step, repeats=repeats, warmup=warmup, max_seconds=cfg.max_step_seconds * 2)
     row["fwdbwd_s"] = t.median_s
     row["fwdbwd_tok_s"] = tokens / t.median_s
-    row["peak_mem_mb"] = peak_memory_mb(step)
+    if memory:
+        row["peak_mem_mb"] = peak_memory_mb(step)
     if forward:
         with torch.no_grad():
             tf = time_call(
@@ -399,6 +401,7 @@ def _measure_peers(
     for peer in peers_for(name):
         torch.manual_seed(0)
         same = build_mixer(name, cfg, dtype, **peer.same_settings) if peer.same_settings else None
+        timed: list[tuple[int, float]] = []  # (length, seconds per step) of this peer so far
         for seq_len in cfg.peer_lengths or cfg.lengths:
             row: dict[str, Any] = {
                 "mixer": name,
@@ -408,21 +411,40 @@ def _measure_peers(
                 "peer_kind": peer.kind,
             }
             fast = _fast_row(cases, name, dt, seq_len)
+            estimate = _extrapolate(timed, seq_len)
+            if estimate > cfg.max_step_seconds:
+                # a per-step peer grows faster than linearly (its backward walks a long graph):
+                # at 16k fla's recurrent GLA took 424 s per step; report the estimate instead
+                row["error"] = f"skipped: estimated {estimate:.0f} s per step"
+                if fast is not None:
+                    row["ratio_estimated"] = fast["fwdbwd_tok_s"] * estimate / (cfg.batch_size * seq_len)
+                rows.append(row)
+                break
             try:
                 module = peer.build(cfg.dim, cfg.num_heads).to(dtype)
-                measured = measure_layer(module, peer.call, cfg, seq_len, dtype, flops=False, forward=False)
+                measured = measure_layer(
+                    module, peer.call, cfg, seq_len, dtype, warmup=1, flops=False, forward=False, memory=False
+                )
+                timed.append((seq_len, measured["fwdbwd_s"]))
                 row["peer_fwdbwd_tok_s"] = measured["fwdbwd_tok_s"]
                 if fast is not None:
                     row["ratio"] = fast["fwdbwd_tok_s"] / measured["fwdbwd_tok_s"]
                 if same is not None:
                     # measured right after the peer, so both see the same machine state
-                    ours = measure_layer(same, mixer_call, cfg, seq_len, dtype, flops=False, forward=False)
+                    ours = measure_layer(
+                        same,
+                        mixer_call,
+                        cfg,
+                        seq_len,
+                        dtype,
+                        warmup=1,
+                        flops=False,
+                        forward=False,
+                        memory=False,
+                    )
                     row["same_settings"] = peer.same_settings
                     row["same_fwdbwd_tok_s"] = ours["fwdbwd_tok_s"]
                     row["same_ratio"] = ours["fwdbwd_tok_s"] / measured["fwdbwd_tok_s"]
-                if measured["fwdbwd_s"] > cfg.max_step_seconds:
-                    rows.append(row)
-                    break
             except ImportError as exc:
                 row["error"] = f"not installed: {exc}"
                 rows.append(row)
@@ -433,6 +455,19 @@ def _measure_peers(
     if rows:
         log(f"  peers of {name}: " + ", ".join(sorted({r["peer"] for r in rows})))
     return rows
+
+
+def _extrapolate(timed: list[tuple[int, float]], seq_len: int) -> float:
+    """Seconds per step at ``seq_len`` from the last two measured (length, seconds) points, with
+    their growth exponent (at least linear); 0 when nothing was measured yet."""
+    if not timed:
+        return 0.0
+    n1, t1 = timed[-1]
+    growth = 1.0
+    if len(timed) >= 2:
+        n0, t0 = timed[-2]
+        growth = max(1.0, math.log(t1 / t0) / math.log(n1 / n0))
+    return t1 * (seq_len / n1) ** growth
 
 
 def finite(value: Any) -> bool:

@@ -111,7 +111,10 @@ def peer_table(results: SpeedResults) -> list[list[str]]:
                 _ratio(r.get("ratio")),
                 _settings(r.get("same_settings", {})),
                 _ratio(r.get("same_ratio")),
-                r.get("error", ""),
+                r.get("error", "")
+                + (
+                    f" (ratio about {r['ratio_estimated']:,.0f}x)" if finite(r.get("ratio_estimated")) else ""
+                ),
             ]
         )
     return rows

@@ -39,6 +39,9 @@ def speed(
     resume: bool = typer.Option(
         False, help="Continue an interrupted run in --out: mixers already in its speed.json are kept."
     ),
+    redo: str = typer.Option(
+        None, help="With --resume: comma-separated mixers to measure again (e.g. after a fix)."
+    ),
     from_json: Path = typer.Option(
         None, help="Measure nothing: re-render tables, files and --benchmarks-md from this speed.json."
     ),
@@ -73,7 +76,8 @@ def speed(
             command = f"{measured_by}` (tables re-rendered by `{command}`)"
             quick = results.config.get("quick", quick)
         else:
-            results = _run(overrides, quick, out, resume, command)
+            again = [] if redo is None else [m for m in redo.split(",") if m]
+            results = _run(overrides, quick, out, resume, command, again)
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(code=2) from err
@@ -85,7 +89,9 @@ def speed(
         typer.echo(f"updated {benchmarks_md}")
 
 
-def _run(overrides: dict, quick: bool, out: Path, resume: bool, command: str) -> SpeedResults:
+def _run(
+    overrides: dict, quick: bool, out: Path, resume: bool, command: str, redo: list[str]
+) -> SpeedResults:
     cfg = SpeedConfig.quick(**overrides) if quick else SpeedConfig(**overrides)
     previous = None
     if resume:
@@ -94,6 +100,14 @@ def _run(overrides: dict, quick: bool, out: Path, resume: bool, command: str) ->
             allowed = f"{json_path} does not exist; run without --resume first"
             raise ConfigError("speed", "resume", True, allowed)
         previous = SpeedResults.from_dict(json.loads(json_path.read_text()))
+        for name in redo:
+            if name not in previous.done:
+                raise ConfigError(
+                    "speed", "redo", name, f"expected a finished mixer of {json_path}: {previous.done}"
+                )
+        previous.done = [n for n in previous.done if n not in redo]
+    elif redo:
+        raise ConfigError("speed", "redo", ",".join(redo), "only allowed with --resume")
     today = datetime.date.today().isoformat()
 
     def save(partial: SpeedResults) -> None:

@@ -18,6 +18,7 @@ from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
 from mixerlab.ops.conv1d import causal_conv1d, causal_conv1d_recurrent, causal_conv1d_reference
 from mixerlab.ops.diag_ssm import diag_ssm_conv, diag_ssm_outer_chunk, diag_ssm_recurrent, diag_ssm_reference
 from mixerlab.ops.long_conv import long_conv_fft, long_conv_recurrent, long_conv_reference
+from mixerlab.ops.precision import widen
 from mixerlab.registry import TOKEN_MIXERS
 
 
@@ -270,10 +271,12 @@ class H3(TokenMixer):
         self.out_proj = nn.Linear(dim, dim, bias=bias)
 
     def _ssm_params(self) -> tuple[Tensor, Tensor, Tensor]:
-        A = torch.complex(-torch.exp(self.log_neg_a_real), self.a_imag)  # [H, M]
-        dtA = torch.exp(self.log_dt)[:, None] * A
+        # complex numbers need float32 at least (ops/precision.py)
+        log_neg_a_real, a_imag, log_dt, c = widen(self.log_neg_a_real, self.a_imag, self.log_dt, self.c)
+        A = torch.complex(-torch.exp(log_neg_a_real), a_imag)  # [H, M]
+        dtA = torch.exp(log_dt)[:, None] * A
         dB = (torch.exp(dtA) - 1) / A  # zero-order hold with B = 1
-        return dtA, dB, torch.view_as_complex(self.c.contiguous())
+        return dtA, dB, torch.view_as_complex(c.contiguous())
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
@@ -288,29 +291,31 @@ class H3(TokenMixer):
             shift_op = causal_conv1d_reference if self.mode == "reference" else causal_conv1d
         k, shift_tail = shift_op(k, self.shift_weight, None, None if state is None else state["shift"])
         dtA, dB, C = self._ssm_params()
-        h0 = None if state is None else torch.view_as_complex(state["ssm"].contiguous())
+        # the SSM runs in float32 for half layers, the projections around it in the layer's dtype
+        q, k, v, skip = widen(q, k, v, self.skip)
+        h0 = None if state is None else torch.view_as_complex(state["ssm"].to(q.dtype).contiguous())
         mode = self.mode
         if mode == "auto":
             mode = "chunk" if self.head_dim >= 16 else "fft"
         if not step and mode == "chunk":
             q, k, v = (rearrange(t, "b t (h i) -> b t h i", h=H) for t in (q, k, v))
-            o, h = diag_ssm_outer_chunk(q, k, v, dtA, dB, C, self.skip, h0, chunk_size=self.chunk_size)
-            y = self.out_proj(rearrange(o, "b t h j -> b t (h j)"))
+            o, h = diag_ssm_outer_chunk(q, k, v, dtA, dB, C, skip, h0, chunk_size=self.chunk_size)
+            y = self.out_proj(rearrange(o, "b t h j -> b t (h j)").to(x.dtype))
             return y, {"shift": shift_tail, "ssm": torch.view_as_real(h)}
         k = rearrange(k, "b t (h i) -> b t h i 1", h=H)
         v = rearrange(v, "b t (h j) -> b t h 1 j", h=H)
         kv = rearrange(k * v, "b t h i j -> b t h (i j)")
         if step:
-            s, h = diag_ssm_recurrent(kv[:, 0], dtA, dB, C, self.skip, h0)
+            s, h = diag_ssm_recurrent(kv[:, 0], dtA, dB, C, skip, h0)
             s = s[:, None]
         elif self.mode == "reference":
-            s, h = diag_ssm_reference(kv, dtA, dB, C, self.skip, h0)
+            s, h = diag_ssm_reference(kv, dtA, dB, C, skip, h0)
         else:
-            s, h = diag_ssm_conv(kv, dtA, dB, C, self.skip, h0)
+            s, h = diag_ssm_conv(kv, dtA, dB, C, skip, h0)
         s = rearrange(s, "b t h (i j) -> b t h i j", i=self.head_dim)
         q = rearrange(q, "b t (h i) -> b t h i", h=H)
         o = torch.einsum("bthi,bthij->bthj", q, s)
-        y = self.out_proj(rearrange(o, "b t h j -> b t (h j)"))
+        y = self.out_proj(rearrange(o, "b t h j -> b t (h j)").to(x.dtype))
         return y, {"shift": shift_tail, "ssm": torch.view_as_real(h)}
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer
 from mixerlab.ops.linear_scan import linear_scan_chunk, linear_scan_recurrent, linear_scan_reference
+from mixerlab.ops.precision import wide_dtype, widen
 from mixerlab.registry import TOKEN_MIXERS
 
 
@@ -83,17 +84,21 @@ class HGRN(TokenMixer):
     def recurrence(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``a_t = lambda_t exp(i theta)`` and ``b_t = (1 - lambda_t) c_t``, both ``[B, T, D]`` complex."""
         lb = self.lower_bound
-        lam = lb + (1 - lb) * torch.sigmoid(self.forget_proj(x))
+        # complex numbers need float32 at least (see ops/precision.py)
+        (lam,) = widen(lb + (1 - lb) * torch.sigmoid(self.forget_proj(x)))
         # (re, im) interleaved in the projection's output, so b is scaled while real (complex
         # times real promotes to a complex product) and then read as complex without a copy.
         c = rearrange(nn.functional.silu(self.input_proj(x)), "b t (d two) -> b t d two", two=2)
-        return torch.polar(lam, self.theta.expand_as(lam)), torch.view_as_complex(c * (1 - lam)[..., None])
+        b = torch.view_as_complex(c.to(lam.dtype) * (1 - lam)[..., None])
+        return torch.polar(lam, self.theta.to(lam.dtype).expand_as(lam)), b
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
     ) -> tuple[Tensor, State]:
         self._check_input(x, mask)
-        h0 = None if state is None else torch.view_as_complex(state["h"].to(x.dtype).contiguous())
+        h0 = None
+        if state is not None:
+            h0 = torch.view_as_complex(state["h"].to(wide_dtype(x.dtype)).contiguous())
         if self.mode == "reference":
             h, last = linear_scan_reference(*self.recurrence(x), h0)
         elif x.shape[1] == 1 and h0 is not None:
@@ -103,7 +108,8 @@ class HGRN(TokenMixer):
         else:
             h, last = linear_scan_chunk(*self.recurrence(x), h0, chunk_size=self.chunk_size)
         gate = torch.sigmoid(self.gate_proj(x))
-        o = self.norm(gate * rearrange(torch.view_as_real(h), "b t d two -> b t (d two)"))
+        o = self.norm(gate * rearrange(torch.view_as_real(h), "b t d two -> b t (d two)").to(x.dtype))
+        # the state stays in the scan's dtype (float32 for half layers): it is carried indefinitely
         return self.out_proj(o), {"h": torch.view_as_real(last)}
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer
 from mixerlab.ops.linear_scan import linear_scan_chunk, linear_scan_recurrent, linear_scan_reference
+from mixerlab.ops.precision import wide_dtype, widen
 from mixerlab.registry import TOKEN_MIXERS
 
 
@@ -85,7 +86,8 @@ class LinearRecurrentUnit(TokenMixer):
 
     def diagonal(self) -> Tensor:
         """``Lambda: [N]`` complex."""
-        return torch.exp(torch.complex(-torch.exp(self.nu_log), torch.exp(self.theta_log)))
+        nu_log, theta_log = widen(self.nu_log, self.theta_log)  # complex needs float32 at least
+        return torch.exp(torch.complex(-torch.exp(nu_log), torch.exp(theta_log)))
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
@@ -93,12 +95,13 @@ class LinearRecurrentUnit(TokenMixer):
         self._check_input(x, mask)
         lam = self.diagonal()
         gamma = torch.exp(self.gamma_log)[:, None]
+        wide = wide_dtype(x.dtype)  # complex numbers need float32 at least (see ops/precision.py)
         # One real matmul with (re, im) interleaved rows, read as complex without a copy. Two
         # matmuls plus torch.complex (and, below, matmuls on the strided h.real / h.imag views)
         # made the layer 1.46x slower (forward + backward, T=4096, one CPU thread).
         W_in = rearrange([self.B_re * gamma, self.B_im * gamma], "two n d -> (n two) d")
-        Bu = torch.view_as_complex(rearrange(x @ W_in.T, "b t (n two) -> b t n two", two=2))  # [B, T, N]
-        h0 = None if state is None else torch.view_as_complex(state["h"].to(x.dtype).contiguous())
+        Bu = torch.view_as_complex(rearrange((x @ W_in.T).to(wide), "b t (n two) -> b t n two", two=2))
+        h0 = None if state is None else torch.view_as_complex(state["h"].to(wide).contiguous())
         if self.mode == "reference":
             h, last = linear_scan_reference(lam, Bu, h0)
         elif x.shape[1] == 1 and h0 is not None:
@@ -107,7 +110,8 @@ class LinearRecurrentUnit(TokenMixer):
         else:
             h, last = linear_scan_chunk(lam, Bu, h0, chunk_size=self.chunk_size)
         W_out = rearrange([self.C_re, -self.C_im], "two d n -> d (n two)")  # Re(C h) = [Re h, Im h] . W_out
-        y = rearrange(torch.view_as_real(h), "b t n two -> b t (n two)") @ W_out.T + self.D * x
+        y = rearrange(torch.view_as_real(h), "b t n two -> b t (n two)").to(x.dtype) @ W_out.T + self.D * x
+        # the state stays in the scan's dtype (float32 for half layers): it is carried indefinitely
         return y, {"h": torch.view_as_real(last)}
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:

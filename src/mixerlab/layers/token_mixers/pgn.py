@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from mixerlab.errors import ConfigError, check, check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer
+from mixerlab.ops.precision import widen
 from mixerlab.registry import TOKEN_MIXERS
 
 
@@ -41,8 +42,11 @@ def pgn_history_fft(x: Tensor, weight: Tensor, bias: Tensor, past: Tensor) -> Te
     # kernel[:, 0] = 0: the current token enters through the gate, not the history.
     kernel = F.pad(weight[:, : N - 1], (1, 0))  # [D, N]
     n_fft = 2 * N
-    spec = torch.fft.rfft(rearrange(full, "b n d -> b d n"), n=n_fft) * torch.fft.rfft(kernel, n=n_fft)
-    h = torch.fft.irfft(spec, n=n_fft)[..., N - T : N]  # [B, D, T]
+    # the FFT runs in float32 for half-precision inputs (no half FFT on the CPU; and the sum
+    # over the whole history is too long for 8 mantissa bits)
+    full_w, kernel_w = widen(rearrange(full, "b n d -> b d n"), kernel)
+    spec = torch.fft.rfft(full_w, n=n_fft) * torch.fft.rfft(kernel_w, n=n_fft)
+    h = torch.fft.irfft(spec, n=n_fft)[..., N - T : N].to(x.dtype)  # [B, D, T]
     return rearrange(h, "b d t -> b t d") + bias
 
 

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer
 from mixerlab.ops.linear_scan import linear_scan_chunk, linear_scan_recurrent, linear_scan_reference
+from mixerlab.ops.precision import widen
 from mixerlab.registry import TOKEN_MIXERS
 
 
@@ -91,11 +92,14 @@ class S4D(TokenMixer):
 
     def _discretize(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``dt A``, ``A_bar``, ``B_bar``, ``C``: all ``[H, M]`` complex."""
-        A = torch.complex(-torch.exp(self.log_A_real), self.A_imag)
-        dtA = torch.exp(self.log_dt)[:, None] * A
+        log_A_real, A_imag, log_dt, B_re, B_im, C_re, C_im = widen(
+            self.log_A_real, self.A_imag, self.log_dt, self.B_re, self.B_im, self.C_re, self.C_im
+        )
+        A = torch.complex(-torch.exp(log_A_real), A_imag)
+        dtA = torch.exp(log_dt)[:, None] * A
         A_bar = torch.exp(dtA)
-        B_bar = (A_bar - 1) / A * torch.complex(self.B_re, self.B_im)
-        return dtA, A_bar, B_bar, torch.complex(self.C_re, self.C_im)
+        B_bar = (A_bar - 1) / A * torch.complex(B_re, B_im)
+        return dtA, A_bar, B_bar, torch.complex(C_re, C_im)
 
     @staticmethod
     def _powers(dtA: Tensor, steps: Tensor) -> tuple[Tensor, Tensor]:
@@ -169,12 +173,14 @@ class S4D(TokenMixer):
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
     ) -> tuple[Tensor, State]:
         self._check_input(x, mask)
-        h0 = None if state is None else torch.view_as_complex(state["h"].to(x.dtype).contiguous())
+        # the SSM runs in float32 at least: complex numbers and the FFT need it (ops/precision.py)
+        (u,) = widen(x)
+        h0 = None if state is None else torch.view_as_complex(state["h"].to(u.dtype).contiguous())
         if self.mode == "conv" and not (x.shape[1] == 1 and h0 is not None):
-            y, last = self._conv(x, h0)
+            y, last = self._conv(u, h0)
         else:
             _, A_bar, B_bar, C = self._discretize()
-            b = B_bar * x[..., None]  # [B, T, H, M]
+            b = B_bar * u[..., None]  # [B, T, H, M]
             if self.mode == "reference":
                 h, last = linear_scan_reference(A_bar, b, h0)
             elif x.shape[1] == 1 and h0 is not None:
@@ -183,7 +189,8 @@ class S4D(TokenMixer):
             else:
                 h, last = linear_scan_chunk(A_bar, b, h0, chunk_size=self.chunk_size)
             y = 2 * torch.einsum("hm,bthm->bth", C, h).real
-        y = y + self.D * x
+        y = y.to(x.dtype) + self.D * x
+        # the state stays in the scan's dtype (float32 for half layers): it is carried indefinitely
         return self.out_proj(nn.functional.gelu(y)), {"h": torch.view_as_real(last)}
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:

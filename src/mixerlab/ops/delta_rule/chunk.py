@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
+from mixerlab.ops.precision import widen
+
 
 class _ContiguousGrad(torch.autograd.Function):
     """Identity whose backward makes the gradient contiguous.
@@ -97,7 +99,9 @@ def delta_rule_chunk(
     A = (kb @ k.transpose(-1, -2)) * decay_strict  # [B, H, N, C, C]
     eye = torch.eye(C, dtype=q.dtype, device=q.device)
     rhs = torch.cat([v * beta[..., None], k_in * beta[..., None]], dim=-1)
-    UW = torch.linalg.solve_triangular(A + eye, rhs, upper=False, unitriangular=True)
+    # the UT transform inverts a product of C factors: it runs in float32 for half-precision inputs
+    # (which also have no triangular solve on the CPU)
+    UW = torch.linalg.solve_triangular(*widen(A + eye, rhs), upper=False, unitriangular=True).to(rhs.dtype)
     U, W = UW.split([V, K], dim=-1)  # [B, H, N, C, V], [B, H, N, C, K]
     attn = (q @ k.transpose(-1, -2)) * decay_causal  # [B, H, N, C, C]
 
