@@ -145,6 +145,10 @@ def test_an_interrupted_run_keeps_finished_mixers_and_resumes(tmp_path):
     assert kept == saved["cases"]  # not measured again
     assert {r["mixer"] for r in resumed.cases} == {"mingru", "minlstm"}
     assert resumed.matmul_gflops == saved["matmul_gflops"] and len(resumed.resumed_matmul_gflops) == 1
+    for row in resumed.cases:  # each row's share is of the matmul measured by its own process
+        peak = saved["matmul_gflops"] if row["mixer"] == "mingru" else resumed.resumed_matmul_gflops[0]
+        assert row["matmul_gflops"] == peak["float32"]
+        assert row["frac_matmul_peak"] == pytest.approx(row["gflops"] / row["matmul_gflops"])
     assert any("mingru" in line and "kept" in line for line in logs)
     assert "resumed after an interruption" in summary(resumed)
 

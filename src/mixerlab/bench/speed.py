@@ -107,7 +107,7 @@ class SpeedResults:
     reference: list[dict[str, Any]] = field(default_factory=list)  # one per mixer
     peers: list[dict[str, Any]] = field(default_factory=list)  # one per (mixer, peer, length)
     done: list[str] = field(default_factory=list)  # mixers whose every figure is in the lists above
-    # Matmul peaks re-measured by runs that resumed this one; the ratios keep the first run's peak.
+    # Matmul peaks measured by runs that resumed this one: the yardstick of the rows they added.
     resumed_matmul_gflops: list[dict[str, float]] = field(default_factory=list)
     # The matmul peak measured again at the end: how much the machine drifted during the run.
     matmul_gflops_end: dict[str, float] = field(default_factory=dict)
@@ -252,8 +252,8 @@ def run_speed(
 ) -> SpeedResults:
     """Measure every selected mixer; ``on_mixer_done`` sees the results after each mixer (to write
     them, so an interrupted run keeps what it measured). With ``previous`` (an interrupted run with
-    the same settings) its finished mixers are kept, not measured again, and its matmul peak stays
-    the yardstick of every ratio."""
+    the same settings) its finished mixers are kept, not measured again; rows measured now are
+    shares of the matmul measured now (each row records its ``matmul_gflops``)."""
     cfg.validate()
     if previous is not None:
         resumable(previous, cfg)
@@ -269,8 +269,9 @@ def run_speed(
     else:
         results = _keep_finished(previous, names)
         results.config = {**previous.config, **asdict(cfg)}  # keeps the first run's date and command
+        # new rows are measured against this process's matmul (the machine may have drifted
+        # since the interrupted run: 201 then 161 GFLOP/s was seen here); each row keeps its own
         results.resumed_matmul_gflops.append(peak)
-        peak = results.matmul_gflops
         log(f"resuming: {len(results.done)} mixers kept ({', '.join(results.done) or 'none'})")
     for name in names:
         if name in results.done:
@@ -292,6 +293,7 @@ def run_speed(
                 else:
                     try:
                         row.update(measure_layer(module, mixer_call, cfg, seq_len, dtype))
+                        row["matmul_gflops"] = peak[dt]
                         row["frac_matmul_peak"] = row["gflops"] / peak[dt]
                         too_slow = row["fwdbwd_s"] > cfg.max_step_seconds
                     except (RuntimeError, NotImplementedError, ValueError) as exc:

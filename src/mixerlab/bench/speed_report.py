@@ -220,7 +220,7 @@ def summary(results: SpeedResults, markdown: bool = False) -> str:
         parts.append(f"dense matmul measured again at the end of the run: {end}")
     for again in results.resumed_matmul_gflops:
         parts.append(
-            "resumed after an interruption; ratios keep the first run's matmul peak (re-measured: "
+            "resumed after an interruption; rows measured after it use the matmul of the resumed run ("
             + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in again.items())
             + ")"
         )
