@@ -211,3 +211,15 @@ def test_redo_needs_resume_and_a_finished_mixer(tmp_path):
 
     result = CliRunner().invoke(app, ["speed", "--quick", "--redo", "gla", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "only allowed with --resume" in result.output
+
+
+def test_whole_sequence_filters_are_sized_for_the_longest_length():
+    from mixerlab.bench.speed import build_mixer
+
+    cfg = SpeedConfig(lengths=[256, 4096], decode_contexts=[1024, 8192], decode_steps=32, dim=16, num_heads=2)
+    for name in ("hyena", "pgn"):
+        mixer = build_mixer(name, cfg, torch.float32)
+        y, state = mixer(torch.randn(1, 8192, 16))  # past the default max_len of 2048
+        for _ in range(cfg.decode_steps):
+            y, state = mixer(torch.randn(1, 1, 16), state=state)
+        assert torch.isfinite(y).all()

@@ -153,6 +153,10 @@ def resumable(previous: SpeedResults, cfg: SpeedConfig) -> None:
 def build_mixer(name: str, cfg: SpeedConfig, dtype: torch.dtype, **options: Any) -> nn.Module:
     """The mixer at the benchmark size; ``num_heads`` only for mixers that have heads."""
     kwargs: dict[str, Any] = {"dim": cfg.dim, **options}
+    if "max_len" in TOKEN_MIXERS.entry(name).parameters():
+        # mixers whose filters span the whole sequence (hyena, pgn) are sized for the longest
+        # sequence of the run, decoding steps included
+        kwargs.setdefault("max_len", max([*cfg.lengths, *cfg.decode_contexts]) + cfg.decode_steps)
     if "num_heads" in TOKEN_MIXERS.entry(name).parameters():
         kwargs["num_heads"] = cfg.num_heads
     return TOKEN_MIXERS.create(name, **kwargs).to(dtype)
