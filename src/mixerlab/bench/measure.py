@@ -89,6 +89,18 @@ def tune_allocator() -> bool:
     return bool(ok)
 
 
+def available_memory_mb() -> float:
+    """``MemAvailable`` of /proc/meminfo in MiB; ``inf`` where it cannot be read (no guard)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return math.inf
+
+
 def peak_memory_mb(fn: Callable[[], object]) -> float:
     """Growth of resident memory (MiB) while ``fn()`` runs; ``nan`` where it cannot be measured."""
     _trim_heap()

@@ -21,7 +21,14 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mixerlab.bench.measure import machine_info, matmul_gflops, peak_memory_mb, time_call, tune_allocator
+from mixerlab.bench.measure import (
+    available_memory_mb,
+    machine_info,
+    matmul_gflops,
+    peak_memory_mb,
+    time_call,
+    tune_allocator,
+)
 from mixerlab.errors import ConfigError, check, check_positive_int
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -408,6 +415,7 @@ def _measure_peers(
         torch.manual_seed(0)
         same = build_mixer(name, cfg, dtype, **peer.same_settings) if peer.same_settings else None
         timed: list[tuple[int, float]] = []  # (length, seconds per step) of this peer so far
+        held: list[tuple[int, float]] = []  # (length, peak MiB) of this peer so far
         for seq_len in cfg.peer_lengths or cfg.lengths:
             row: dict[str, Any] = {
                 "mixer": name,
@@ -426,12 +434,22 @@ def _measure_peers(
                     row["ratio_estimated"] = fast["fwdbwd_tok_s"] * estimate / (cfg.batch_size * seq_len)
                 rows.append(row)
                 break
+            memory = _extrapolate(held, seq_len)
+            if memory > 0.5 * available_memory_mb():
+                # fla's quadratic retention at 16k holds [B, H, T, T] scores: 17 GB, and the
+                # run was killed by the kernel's OOM killer; a peer never risks the whole run
+                row["error"] = f"skipped: estimated {memory:,.0f} MiB peak memory"
+                rows.append(row)
+                break
             try:
                 module = peer.build(cfg.dim, cfg.num_heads).to(dtype)
                 measured = measure_layer(
-                    module, peer.call, cfg, seq_len, dtype, warmup=1, flops=False, forward=False, memory=False
+                    module, peer.call, cfg, seq_len, dtype, warmup=1, flops=False, forward=False
                 )
                 timed.append((seq_len, measured["fwdbwd_s"]))
+                if finite(measured["peak_mem_mb"]) and measured["peak_mem_mb"] > 0:
+                    held.append((seq_len, measured["peak_mem_mb"]))
+                row["peer_peak_mem_mb"] = measured["peak_mem_mb"]
                 row["peer_fwdbwd_tok_s"] = measured["fwdbwd_tok_s"]
                 if fast is not None:
                     row["ratio"] = fast["fwdbwd_tok_s"] / measured["fwdbwd_tok_s"]
@@ -464,8 +482,8 @@ def _measure_peers(
 
 
 def _extrapolate(timed: list[tuple[int, float]], seq_len: int) -> float:
-    """Seconds per step at ``seq_len`` from the last two measured (length, seconds) points, with
-    their growth exponent (at least linear); 0 when nothing was measured yet."""
+    """A cost (seconds or MiB) at ``seq_len`` from the last two measured (length, cost) points,
+    with their growth exponent (at least linear); 0 when nothing was measured yet."""
     if not timed:
         return 0.0
     n1, t1 = timed[-1]
