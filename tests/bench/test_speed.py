@@ -152,6 +152,16 @@ def test_an_interrupted_run_keeps_finished_mixers_and_resumes(tmp_path):
     assert any("mingru" in line and "kept" in line for line in logs)
     assert "resumed after an interruption" in summary(resumed)
 
+    # resuming with a subset measures only that subset and keeps every finished mixer
+    again = run_speed(
+        _tiny(["mingru", "minlstm", "gla"]),
+        log=lambda _: None,
+        previous=SpeedResults.from_dict(resumed.to_dict()),
+    )
+    subset = run_speed(_tiny(["gla"]), log=lambda _: None, previous=SpeedResults.from_dict(resumed.to_dict()))
+    assert subset.done == ["mingru", "minlstm", "gla"] == again.done
+    assert [r for r in subset.cases if r["mixer"] != "gla"] == json.loads(json.dumps(resumed.cases))
+
 
 def test_resume_with_other_settings_is_refused():
     from mixerlab.bench.speed import SpeedResults

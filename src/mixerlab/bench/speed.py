@@ -278,7 +278,7 @@ def run_speed(
     if previous is None:
         results = SpeedResults(machine=machine_info(), config=asdict(cfg), matmul_gflops=peak)
     else:
-        results = _keep_finished(previous, names)
+        results = _keep_finished(previous)
         results.config = {**previous.config, **asdict(cfg)}  # keeps the first run's date and command
         # new rows are measured against this process's matmul (the machine may have drifted
         # since the interrupted run: 201 then 161 GFLOP/s was seen here); each row keeps its own
@@ -329,10 +329,11 @@ def run_speed(
     return results
 
 
-def _keep_finished(previous: SpeedResults, names: list[str]) -> SpeedResults:
-    """The rows of ``previous`` for its finished mixers among ``names``; a half-measured mixer's rows
-    are dropped, so it is measured again whole."""
-    keep = [n for n in previous.done if n in names]
+def _keep_finished(previous: SpeedResults) -> SpeedResults:
+    """The rows of ``previous`` for its finished mixers (all of them: a resumed run that measures
+    a few mixers must not drop the others); a half-measured mixer's rows are dropped, so it is
+    measured again whole."""
+    keep = list(previous.done)
 
     def rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [r for r in items if r["mixer"] in keep]
