@@ -73,7 +73,7 @@ def speed(
                 raise ConfigError("speed", "from_json", str(from_json), "expected an existing speed.json")
             results = SpeedResults.from_dict(json.loads(from_json.read_text()))
             measured_by = results.config.get("command", f"not recorded in {from_json}")
-            command = f"{measured_by}` (tables re-rendered by `{command}`)"
+            command = f"{measured_by}`, tables re-rendered by `{command}"
             quick = results.config.get("quick", quick)
         else:
             again = [] if redo is None else [m for m in redo.split(",") if m]
