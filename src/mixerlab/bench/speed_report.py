@@ -273,7 +273,7 @@ def plot_throughput(results: SpeedResults, path: Path) -> Path | None:
     dtypes = results.config["dtypes"]
     fig, axes = plt.subplots(1, len(dtypes), figsize=(7 * len(dtypes), 5.5), squeeze=False)
     for ax, dt in zip(axes[0], dtypes):
-        for mixer in sorted({r["mixer"] for r in results.cases}):
+        for i, mixer in enumerate(sorted({r["mixer"] for r in results.cases})):
             pts = [
                 (r["seq_len"], r["fwdbwd_tok_s"])
                 for r in results.cases
@@ -281,7 +281,9 @@ def plot_throughput(results: SpeedResults, path: Path) -> Path | None:
             ]
             if pts:
                 xs, ys = zip(*sorted(pts))
-                ax.plot(xs, ys, marker="o", label=mixer)
+                # ten colours, then a new line style: every mixer stays identifiable in the legend
+                style = ("-", "--", ":", "-.")[(i // 10) % 4]
+                ax.plot(xs, ys, marker="o", linestyle=style, color=f"C{i % 10}", label=mixer)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("sequence length")
