@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from mixerlab.bench.speed import DTYPES, SpeedConfig, build_mixer
+from mixerlab.bench.speed import DTYPES, SpeedConfig, build_mixer, mixer_call, train_step
 from mixerlab.errors import check, check_positive_int
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -62,19 +62,17 @@ def sweep_chunk_sizes(cfg: ChunkSweep, log: Callable[[str], None] = print) -> li
         g = torch.Generator().manual_seed(0)
         x = torch.randn(cfg.batch_size, cfg.seq_len, cfg.dim, generator=g).to(dtype).requires_grad_()
         grad = torch.randn(cfg.batch_size, cfg.seq_len, cfg.dim, generator=g).to(dtype)
-        modules = {}
+        steps = {}
         for size in sizes:
             torch.manual_seed(0)  # same weights for every size: only the chunking differs
-            modules[size] = build_mixer(name, speed_cfg, dtype, chunk_size=size)
+            module = build_mixer(name, speed_cfg, dtype, chunk_size=size)
+            steps[size] = train_step(module, x, grad, mixer_call)
         times: dict[int, list[float]] = {size: [] for size in sizes}
         for round_ in range(cfg.rounds + 1):  # round 0 warms up
-            for size, module in modules.items():
+            for size, step in steps.items():
                 start = time.perf_counter()
-                module(x)[0].backward(grad)
+                step()
                 elapsed = time.perf_counter() - start
-                x.grad = None
-                for p in module.parameters():
-                    p.grad = None
                 if round_:
                     times[size].append(elapsed)
         tokens = cfg.batch_size * cfg.seq_len

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -169,7 +169,9 @@ def build_mixer(name: str, cfg: SpeedConfig, dtype: torch.dtype, **options: Any)
     return TOKEN_MIXERS.create(name, **kwargs).to(dtype)
 
 
-def _train_step(module: nn.Module, x: torch.Tensor, grad: torch.Tensor, call: Callable) -> Callable[[], None]:
+def train_step(module: nn.Module, x: torch.Tensor, grad: torch.Tensor, call: Callable) -> Callable[[], None]:
+    """One forward+backward of ``call(module, x)`` against ``grad``, leaving no gradients behind."""
+
     def step() -> None:
         y = call(module, x)
         y.backward(grad)
@@ -205,7 +207,7 @@ def measure_layer(
     repeats = cfg.repeats if repeats is None else repeats
     warmup = cfg.warmup if warmup is None else warmup
     row: dict[str, Any] = {"seq_len": seq_len, "dtype": str(dtype).removeprefix("torch.")}
-    step = _train_step(module, x, grad, call)
+    step = train_step(module, x, grad, call)
     if flops:
         counter = FlopCounterMode(display=False)
         with counter:
@@ -333,20 +335,18 @@ def _keep_finished(previous: SpeedResults) -> SpeedResults:
     """The rows of ``previous`` for its finished mixers (all of them: a resumed run that measures
     a few mixers must not drop the others); a half-measured mixer's rows are dropped, so it is
     measured again whole."""
-    keep = list(previous.done)
 
     def rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [r for r in items if r["mixer"] in keep]
+        return [r for r in items if r["mixer"] in previous.done]
 
-    return SpeedResults(
-        machine=previous.machine,
+    return replace(
+        previous,
         config=dict(previous.config),
-        matmul_gflops=dict(previous.matmul_gflops),
         cases=rows(previous.cases),
         decode=rows(previous.decode),
         reference=rows(previous.reference),
         peers=rows(previous.peers),
-        done=keep,
+        done=list(previous.done),
         resumed_matmul_gflops=list(previous.resumed_matmul_gflops),
     )
 
@@ -379,14 +379,16 @@ def _measure_reference(
         # reported with its estimate, not run.
         estimate = 0.0
         if seq_len > 512:
-            short = [
-                measure_layer(
-                    module, mixer_call, cfg, n, dtype, repeats=1, warmup=0, flops=False, forward=False
+            probes = [
+                (
+                    n,
+                    measure_layer(
+                        module, mixer_call, cfg, n, dtype, repeats=1, warmup=0, flops=False, forward=False
+                    ),
                 )
                 for n in (128, 256)
             ]
-            growth = max(1.0, math.log2(short[1]["fwdbwd_s"] / short[0]["fwdbwd_s"]))
-            estimate = short[1]["fwdbwd_s"] * (seq_len / 256) ** growth
+            estimate = _extrapolate([(n, m["fwdbwd_s"]) for n, m in probes], seq_len)
         if estimate > 20 * cfg.max_step_seconds:
             row["error"] = f"skipped: estimated {estimate:.0f} s per step at L={seq_len}"
             row["ref_estimated_s"] = estimate

@@ -33,6 +33,11 @@ def _case(results: SpeedResults, mixer: str, dtype: str, seq_len: int) -> dict[s
     return None
 
 
+def _fixed_state(mixer: str) -> bool:
+    """Whether the mixer's state has a fixed size (unregistered names count as fixed)."""
+    return mixer not in TOKEN_MIXERS or TOKEN_MIXERS.entry(mixer).meta.get("state_kind") == "fixed"
+
+
 def throughput_table(results: SpeedResults, dtype: str) -> list[list[str]]:
     lengths = results.config["lengths"]
     header = ["mixer"] + [f"fwd+bwd tok/s L={n}" for n in lengths] + [f"fwd tok/s L={lengths[-1]}"]
@@ -136,7 +141,7 @@ def targets(results: SpeedResults) -> list[list[str]]:
             add("fast >= 10x reference (fwd+bwd, L=4k)", r["mixer"], s, None if s is None else s >= 10)
     if 1024 in lengths and 16384 in lengths:
         for mixer in sorted({r["mixer"] for r in results.cases}):
-            if mixer in TOKEN_MIXERS and TOKEN_MIXERS.entry(mixer).meta.get("state_kind") != "fixed":
+            if not _fixed_state(mixer):
                 continue
             a, b = _case(results, mixer, dt, 1024), _case(results, mixer, dt, 16384)
             ratio = a["fwdbwd_tok_s"] / b["fwdbwd_tok_s"] if a and b else None
@@ -146,7 +151,7 @@ def targets(results: SpeedResults) -> list[list[str]]:
         # (fixed costs such as weights only make the later figure smaller)
         short, long = sorted(lengths)[-2:]
         for mixer in sorted({r["mixer"] for r in results.cases}):
-            if mixer in TOKEN_MIXERS and TOKEN_MIXERS.entry(mixer).meta.get("state_kind") != "fixed":
+            if not _fixed_state(mixer):
                 continue
             a, b = _case(results, mixer, dt, short), _case(results, mixer, dt, long)
             ok = a and b and finite(a["peak_mem_mb"]) and finite(b["peak_mem_mb"]) and a["peak_mem_mb"] > 0
@@ -171,7 +176,7 @@ def targets(results: SpeedResults) -> list[list[str]]:
     contexts = results.config["decode_contexts"]
     if len(contexts) >= 2:
         for mixer in sorted({r["mixer"] for r in results.decode}):
-            if mixer in TOKEN_MIXERS and TOKEN_MIXERS.entry(mixer).meta.get("state_kind") != "fixed":
+            if not _fixed_state(mixer):
                 continue
             by = {
                 r["context"]: r.get("decode_tok_s")

@@ -110,15 +110,17 @@ def _run(
         raise ConfigError("speed", "redo", ",".join(redo), "only allowed with --resume")
     today = datetime.date.today().isoformat()
 
+    def stamp(results: SpeedResults) -> SpeedResults:
+        # the first run's date and command stay with a resumed run
+        results.config["date"] = results.config.get("date") or today
+        results.config["command"] = results.config.get("command") or command
+        results.config["quick"] = quick
+        return results
+
     def save(partial: SpeedResults) -> None:
         # Written after every mixer, so an interrupted run keeps what it measured (--resume).
-        partial.config["date"] = partial.config.get("date") or today
-        partial.config["command"] = partial.config.get("command") or command
-        partial.config["quick"] = quick
-        write_files(partial, out, plot=False)
+        write_files(stamp(partial), out, plot=False)
 
-    results = run_speed(cfg, log=lambda msg: typer.echo(msg, err=True), previous=previous, on_mixer_done=save)
-    results.config["date"] = results.config.get("date") or today
-    results.config["command"] = results.config.get("command") or command
-    results.config["quick"] = quick
-    return results
+    return stamp(
+        run_speed(cfg, log=lambda msg: typer.echo(msg, err=True), previous=previous, on_mixer_done=save)
+    )
