@@ -233,3 +233,33 @@ def test_whole_sequence_filters_are_sized_for_the_longest_length():
         for _ in range(cfg.decode_steps):
             y, state = mixer(torch.randn(1, 1, 16), state=state)
         assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize(("probe_mb", "skipped"), [(100.0, True), (0.5, False)])
+def test_a_reference_that_would_not_fit_in_memory_is_estimated_not_run(monkeypatch, probe_mb, skipped):
+    from mixerlab.bench import speed
+
+    cfg = SpeedConfig(lengths=[1024], dim=16, num_heads=2, repeats=1, warmup=0, reference_length=1024)
+    module = speed.build_mixer("gla", cfg, torch.float32)
+    # probes report memory growing like L^2 from ``probe_mb`` at 128 tokens: 64x that at 1024
+    monkeypatch.setattr(speed, "_probe", lambda m, c, n, d: (1e-3, probe_mb * (n / 128) ** 2))
+    monkeypatch.setattr(speed, "available_memory_mb", lambda: 2000.0)
+    row = speed._measure_reference("gla", module, cfg, torch.float32, [])
+    assert ("ref_estimated_mb" in row) == skipped
+    if skipped:
+        assert row["ref_estimated_mb"] == pytest.approx(6400.0) and "MiB peak memory" in row["error"]
+    else:
+        assert row["speedup"] > 0 and "error" not in row
+    assert module.mode == type(module).modes[0]  # the fast form is restored either way
+
+
+def test_a_reference_probe_times_and_measures_one_run():
+    from mixerlab.bench.speed import _probe, build_mixer
+
+    cfg = SpeedConfig(lengths=[64], dim=16, num_heads=2)
+    module = build_mixer("gla", cfg, torch.float32)
+    calls = []
+    module.register_forward_hook(lambda *_: calls.append(1))
+    seconds, _ = _probe(module, cfg, 64, torch.float32)
+    assert seconds > 0 and len(calls) == 1
+    assert all(p.grad is None for p in module.parameters())

@@ -182,6 +182,13 @@ def train_step(module: nn.Module, x: torch.Tensor, grad: torch.Tensor, call: Cal
     return step
 
 
+def _inputs(cfg: SpeedConfig, seq_len: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The input ``[B, T, D]`` (requiring grad) and output gradient of every timed step."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(cfg.batch_size, seq_len, cfg.dim, generator=g).to(dtype).requires_grad_()
+    return x, torch.randn(cfg.batch_size, seq_len, cfg.dim, generator=g).to(dtype)
+
+
 def mixer_call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return module(x)[0]
 
@@ -200,9 +207,7 @@ def measure_layer(
     memory: bool = True,
 ) -> dict[str, Any]:
     """Forward and forward+backward throughput, peak memory and FLOPs of one layer at one length."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(cfg.batch_size, seq_len, cfg.dim, generator=g).to(dtype).requires_grad_()
-    grad = torch.randn(cfg.batch_size, seq_len, cfg.dim, generator=g).to(dtype)
+    x, grad = _inputs(cfg, seq_len, dtype)
     tokens = cfg.batch_size * seq_len
     repeats = cfg.repeats if repeats is None else repeats
     warmup = cfg.warmup if warmup is None else warmup
@@ -374,24 +379,23 @@ def _measure_reference(
         if fast is None:
             fast = measure_layer(module, mixer_call, cfg, seq_len, dtype, flops=False, forward=False)
         module.mode = "reference"
-        # Probe at two short lengths first and extrapolate with the measured growth exponent (a
-        # per-query attention reference grows like L^2): a reference that would take minutes is
-        # reported with its estimate, not run.
-        estimate = 0.0
+        # Probe at two short lengths first and extrapolate time and memory with their measured
+        # growth (a per-query reference grows like L^2 in time; hyena's per-step convolution keeps
+        # every prefix for backward, ~34 GB at 4k): a reference that would take minutes, or more
+        # than half the free memory, is reported with its estimate, not run.
+        estimate = memory = 0.0
         if seq_len > 512:
-            probes = [
-                (
-                    n,
-                    measure_layer(
-                        module, mixer_call, cfg, n, dtype, repeats=1, warmup=0, flops=False, forward=False
-                    ),
-                )
-                for n in (128, 256)
-            ]
-            estimate = _extrapolate([(n, m["fwdbwd_s"]) for n, m in probes], seq_len)
-        if estimate > 20 * cfg.max_step_seconds:
-            row["error"] = f"skipped: estimated {estimate:.0f} s per step at L={seq_len}"
+            probes = [(n, _probe(module, cfg, n, dtype)) for n in (128, 256)]
+            estimate = _extrapolate([(n, s) for n, (s, _) in probes], seq_len)
+            held = [(n, mb) for n, (_, mb) in probes if finite(mb) and mb > 0]
+            memory = _extrapolate(held, seq_len) if len(held) == len(probes) else 0.0
+        if estimate > 20 * cfg.max_step_seconds or memory > 0.5 * available_memory_mb():
+            why = f"{estimate:.0f} s per step" if estimate > 20 * cfg.max_step_seconds else ""
+            if memory > 0.5 * available_memory_mb():
+                why = " and ".join(filter(None, [why, f"{memory:,.0f} MiB peak memory"]))
+            row["error"] = f"skipped: estimated {why} at L={seq_len}"
             row["ref_estimated_s"] = estimate
+            row["ref_estimated_mb"] = memory
             row["speedup_lower_bound"] = estimate / fast["fwdbwd_s"]
         else:
             ref = measure_layer(
@@ -405,6 +409,16 @@ def _measure_reference(
     finally:
         module.mode = type(module).modes[0]
     return row
+
+
+def _probe(module: nn.Module, cfg: SpeedConfig, seq_len: int, dtype: torch.dtype) -> tuple[float, float]:
+    """Seconds and peak MiB of one forward+backward, from a single run (a slow reference's probe
+    at 256 tokens can take 90 s; running it twice for time and memory would double that)."""
+    x, grad = _inputs(cfg, seq_len, dtype)
+    step = train_step(module, x, grad, mixer_call)
+    start = time.perf_counter()
+    peak = peak_memory_mb(step)
+    return time.perf_counter() - start, peak
 
 
 def _measure_peers(
