@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from mixerlab.bench.speed import DTYPES, SpeedConfig, build_mixer, mixer_call, train_step
+from mixerlab.bench.speed import DTYPES, SpeedConfig, build_mixer, mixer_call, train_inputs, train_step
 from mixerlab.errors import check, check_positive_int
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -59,9 +59,7 @@ def sweep_chunk_sizes(cfg: ChunkSweep, log: Callable[[str], None] = print) -> li
     for name in cfg.mixers or chunked_mixers():
         default = TOKEN_MIXERS.entry(name).parameters()["chunk_size"].default
         sizes = sorted({*cfg.sizes, default})
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(cfg.batch_size, cfg.seq_len, cfg.dim, generator=g).to(dtype).requires_grad_()
-        grad = torch.randn(cfg.batch_size, cfg.seq_len, cfg.dim, generator=g).to(dtype)
+        x, grad = train_inputs(speed_cfg, cfg.seq_len, dtype)
         steps = {}
         for size in sizes:
             torch.manual_seed(0)  # same weights for every size: only the chunking differs

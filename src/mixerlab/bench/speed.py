@@ -182,7 +182,7 @@ def train_step(module: nn.Module, x: torch.Tensor, grad: torch.Tensor, call: Cal
     return step
 
 
-def _inputs(cfg: SpeedConfig, seq_len: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def train_inputs(cfg: SpeedConfig, seq_len: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """The input ``[B, T, D]`` (requiring grad) and output gradient of every timed step."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(cfg.batch_size, seq_len, cfg.dim, generator=g).to(dtype).requires_grad_()
@@ -207,7 +207,7 @@ def measure_layer(
     memory: bool = True,
 ) -> dict[str, Any]:
     """Forward and forward+backward throughput, peak memory and FLOPs of one layer at one length."""
-    x, grad = _inputs(cfg, seq_len, dtype)
+    x, grad = train_inputs(cfg, seq_len, dtype)
     tokens = cfg.batch_size * seq_len
     repeats = cfg.repeats if repeats is None else repeats
     warmup = cfg.warmup if warmup is None else warmup
@@ -414,7 +414,7 @@ def _measure_reference(
 def _probe(module: nn.Module, cfg: SpeedConfig, seq_len: int, dtype: torch.dtype) -> tuple[float, float]:
     """Seconds and peak MiB of one forward+backward, from a single run (a slow reference's probe
     at 256 tokens can take 90 s; running it twice for time and memory would double that)."""
-    x, grad = _inputs(cfg, seq_len, dtype)
+    x, grad = train_inputs(cfg, seq_len, dtype)
     step = train_step(module, x, grad, mixer_call)
     start = time.perf_counter()
     peak = peak_memory_mb(step)
