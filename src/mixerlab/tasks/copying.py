@@ -9,8 +9,8 @@ import torch
 
 from mixerlab.errors import check, check_positive_int
 from mixerlab.registry import TASKS
-from mixerlab.tasks.base import IGNORE, Task, TaskData, check_int_list, generator
-from mixerlab.tasks.recall import sample_without_replacement
+from mixerlab.tasks.base import IGNORE, TaskData
+from mixerlab.tasks.synthetic import LengthSplitTask, sample_without_replacement
 
 
 @TASKS.register(
@@ -20,7 +20,7 @@ from mixerlab.tasks.recall import sample_without_replacement
     test_kwargs={"vocab_size": 8, "seq_len": 24, "num_tokens": 4, "num_train": 64, "num_test": 16},
     meta={"metric": "accuracy", "slices": "seq_len"},
 )
-class SelectiveCopy(Task):
+class SelectiveCopy(LengthSplitTask):
     """Selective copying, "Mamba" (arXiv:2312.00752), Section 3.1 / Figure 2.
 
     Token 0 is noise, token ``V-1`` is the copy marker and data tokens are ``[1, V-1)``. The
@@ -29,6 +29,8 @@ class SelectiveCopy(Task):
     the ``i``-th data token. The spacing is random, so a time-invariant convolution cannot solve it.
     ``test_seq_lens`` longer than ``seq_len`` tests copying across longer noise.
     """
+
+    owner = "selective_copy"
 
     def __init__(
         self,
@@ -39,34 +41,20 @@ class SelectiveCopy(Task):
         num_train: int = 10000,
         num_test: int = 500,
     ) -> None:
-        owner = "selective_copy"
-        check(
-            isinstance(vocab_size, int) and vocab_size >= 3, owner, "vocab_size", vocab_size, "expected >= 3"
-        )
-        check_positive_int(owner, "num_tokens", num_tokens)
-        check_positive_int(owner, "num_train", num_train)
-        check_positive_int(owner, "num_test", num_test)
-        self.vocab_size, self.num_tokens = vocab_size, num_tokens
-        self.num_train, self.num_test = num_train, num_test
-        self.seq_len = check_int_list(owner, "seq_len", seq_len)[0]
-        self.test_seq_lens = check_int_list(owner, "test_seq_lens", test_seq_lens or [self.seq_len])
+        self._check_vocab(vocab_size, minimum=3)
+        check_positive_int(self.owner, "num_tokens", num_tokens)
+        self._check_sizes(num_train, num_test)
+        self.num_tokens = num_tokens
+        self._check_lengths(seq_len, test_seq_lens)
         for field_name, L in [("seq_len", self.seq_len)] + [("test_seq_lens", L) for L in self.test_seq_lens]:
             check(
                 3 * num_tokens <= L,
-                owner,
+                self.owner,
                 field_name,
                 L,
                 f"expected >= 3 * num_tokens = {3 * num_tokens} (room for {num_tokens} data tokens among "
                 f"noise plus {num_tokens} markers)",
             )
-
-    @property
-    def train_seq_len(self) -> int:
-        return self.seq_len
-
-    @property
-    def eval_seq_lens(self) -> list[int]:
-        return list(self.test_seq_lens)
 
     def _examples(self, num: int, seq_len: int, g: torch.Generator) -> TaskData:
         M, region = self.num_tokens, seq_len - self.num_tokens
@@ -78,12 +66,3 @@ class SelectiveCopy(Task):
         targets = torch.full_like(inputs, IGNORE)
         targets[:, region:] = tokens
         return TaskData(inputs, targets, {"seq_len": torch.full((num,), seq_len, dtype=torch.long)})
-
-    def train_data(self, seed: int) -> TaskData:
-        return self._examples(self.num_train, self.seq_len, generator(seed, "selective_copy", "train"))
-
-    def eval_data(self, seed: int) -> list[TaskData]:
-        return [
-            self._examples(self.num_test, L, generator(seed, "selective_copy", "test", L))
-            for L in self.test_seq_lens
-        ]

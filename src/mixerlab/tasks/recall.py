@@ -10,12 +10,8 @@ from torch import Tensor
 
 from mixerlab.errors import check, check_positive_int
 from mixerlab.registry import TASKS
-from mixerlab.tasks.base import IGNORE, Task, TaskData, check_int_list, generator
-
-
-def sample_without_replacement(num: int, population: int, k: int, g: torch.Generator) -> Tensor:
-    """``[num, k]`` distinct indices in ``[0, population)`` per row, uniformly."""
-    return torch.rand(num, population, generator=g).argsort(dim=1)[:, :k]
+from mixerlab.tasks.base import IGNORE, TaskData, check_int_list, generator
+from mixerlab.tasks.synthetic import LengthSplitTask, sample_without_replacement
 
 
 def power_law_gaps(num: int, space: int, k: int, power_a: float, g: torch.Generator) -> Tensor:
@@ -75,7 +71,7 @@ def mqar_examples(
     test_kwargs={"vocab_size": 32, "seq_len": 32, "num_kv_pairs": [2, 4], "num_train": 64, "num_test": 16},
     meta={"metric": "accuracy", "slices": "num_kv_pairs, seq_len"},
 )
-class MQAR(Task):
+class MQAR(LengthSplitTask):
     """Multi-query associative recall, "Zoology" (arXiv:2312.04927).
 
     Training examples have length ``seq_len`` and are split evenly over ``num_kv_pairs``; every
@@ -83,6 +79,8 @@ class MQAR(Task):
     examples. Setting ``test_seq_lens`` longer than ``seq_len`` trains short and tests long.
     ``power_a=0.01`` is Zoology's default.
     """
+
+    owner = "mqar"
 
     def __init__(
         self,
@@ -96,12 +94,11 @@ class MQAR(Task):
         power_a: float = 0.01,
         random_non_queries: bool = True,
     ) -> None:
-        owner = "mqar"
+        owner = self.owner
         check_positive_int(owner, "vocab_size", vocab_size)
-        check_positive_int(owner, "num_train", num_train)
-        check_positive_int(owner, "num_test", num_test)
+        self._check_sizes(num_train, num_test)
         check(0 < power_a < 1, owner, "power_a", power_a, "expected 0 < power_a < 1")
-        self.vocab_size, self.num_train, self.num_test = vocab_size, num_train, num_test
+        self.vocab_size = vocab_size
         self.power_a, self.random_non_queries = power_a, random_non_queries
         self.seq_len = check_int_list(owner, "seq_len", seq_len)[0]
         self.num_kv_pairs = check_int_list(owner, "num_kv_pairs", num_kv_pairs)
@@ -135,33 +132,25 @@ class MQAR(Task):
                         "(pairs take 2P tokens and the P queries need 2P more)",
                     )
 
-    @property
-    def train_seq_len(self) -> int:
-        return self.seq_len
-
-    @property
-    def eval_seq_lens(self) -> list[int]:
-        return list(self.test_seq_lens)
-
     def train_data(self, seed: int) -> TaskData:
-        g = generator(seed, "mqar", "train")
+        g = generator(seed, self.owner, "train")
         n = len(self.num_kv_pairs)
         counts = [self.num_train // n + (i < self.num_train % n) for i in range(n)]
         return TaskData.concat(
-            [self._examples(c, self.seq_len, kv, g) for c, kv in zip(counts, self.num_kv_pairs) if c > 0]
+            [self._kv_examples(c, self.seq_len, kv, g) for c, kv in zip(counts, self.num_kv_pairs) if c > 0]
         )
 
     def eval_data(self, seed: int) -> list[TaskData]:
         parts = []
         for L in self.test_seq_lens:
             group = [
-                self._examples(self.num_test, L, kv, generator(seed, "mqar", "test", L, kv))
+                self._kv_examples(self.num_test, L, kv, generator(seed, self.owner, "test", L, kv))
                 for kv in self.test_num_kv_pairs
             ]
             parts.append(TaskData.concat(group))
         return parts
 
-    def _examples(self, num: int, seq_len: int, kv: int, g: torch.Generator) -> TaskData:
+    def _kv_examples(self, num: int, seq_len: int, kv: int, g: torch.Generator) -> TaskData:
         return mqar_examples(num, seq_len, kv, self.vocab_size, self.power_a, self.random_non_queries, g)
 
 
@@ -172,7 +161,7 @@ class MQAR(Task):
     test_kwargs={"vocab_size": 16, "seq_len": 24, "num_train": 64, "num_test": 16},
     meta={"metric": "accuracy", "slices": "seq_len"},
 )
-class Induction(Task):
+class Induction(LengthSplitTask):
     """Induction heads / single-query associative recall (arXiv:2209.11895, H3 arXiv:2212.14052).
 
     A sequence of random tokens from ``[0, V-1)`` contains the trigger token ``V-1`` once,
@@ -180,6 +169,8 @@ class Induction(Task):
     target (at the last position) is ``x``: the model must find the earlier trigger and copy what
     followed it.
     """
+
+    owner = "induction"
 
     def __init__(
         self,
@@ -189,23 +180,9 @@ class Induction(Task):
         num_train: int = 10000,
         num_test: int = 500,
     ) -> None:
-        owner = "induction"
-        check(
-            isinstance(vocab_size, int) and vocab_size >= 3, owner, "vocab_size", vocab_size, "expected >= 3"
-        )
-        check_positive_int(owner, "num_train", num_train)
-        check_positive_int(owner, "num_test", num_test)
-        self.vocab_size, self.num_train, self.num_test = vocab_size, num_train, num_test
-        self.seq_len = check_int_list(owner, "seq_len", seq_len, minimum=3)[0]
-        self.test_seq_lens = check_int_list(owner, "test_seq_lens", test_seq_lens or [self.seq_len], 3)
-
-    @property
-    def train_seq_len(self) -> int:
-        return self.seq_len
-
-    @property
-    def eval_seq_lens(self) -> list[int]:
-        return list(self.test_seq_lens)
+        self._check_vocab(vocab_size, minimum=3)
+        self._check_sizes(num_train, num_test)
+        self._check_lengths(seq_len, test_seq_lens, minimum=3)
 
     def _examples(self, num: int, seq_len: int, g: torch.Generator) -> TaskData:
         trigger = self.vocab_size - 1
@@ -218,12 +195,3 @@ class Induction(Task):
         targets = torch.full_like(inputs, IGNORE)
         targets[:, -1:] = answer
         return TaskData(inputs, targets, {"seq_len": torch.full((num,), seq_len, dtype=torch.long)})
-
-    def train_data(self, seed: int) -> TaskData:
-        return self._examples(self.num_train, self.seq_len, generator(seed, "induction", "train"))
-
-    def eval_data(self, seed: int) -> list[TaskData]:
-        return [
-            self._examples(self.num_test, L, generator(seed, "induction", "test", L))
-            for L in self.test_seq_lens
-        ]

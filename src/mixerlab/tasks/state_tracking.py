@@ -9,37 +9,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mixerlab.errors import check, check_choice, check_positive_int
+from mixerlab.errors import check, check_choice
 from mixerlab.registry import TASKS
-from mixerlab.tasks.base import IGNORE, Task, TaskData, check_int_list, generator
+from mixerlab.tasks.base import IGNORE, TaskData
+from mixerlab.tasks.synthetic import LengthSplitTask
 
 LABELS = ("all", "last")
 
 
-class _LengthGeneralisation(Task):
-    """Shared options: train at ``seq_len``, evaluate at each of ``test_seq_lens``."""
+class _LengthGeneralisation(LengthSplitTask):
+    """Shared options: ``labels``, and evaluation by default at 1, 2 and 4 times ``seq_len``."""
 
     owner = "state_tracking"
 
     def _lengths(self, seq_len, test_seq_lens, num_train, num_test, labels, minimum: int = 1) -> None:
-        check_positive_int(self.owner, "num_train", num_train)
-        check_positive_int(self.owner, "num_test", num_test)
+        self._check_sizes(num_train, num_test)
         check_choice(self.owner, "labels", labels, LABELS)
-        self.num_train, self.num_test, self.labels = num_train, num_test, labels
-        self.seq_len = check_int_list(self.owner, "seq_len", seq_len, minimum)[0]
-        default = [self.seq_len, 2 * self.seq_len, 4 * self.seq_len]
-        self.test_seq_lens = check_int_list(self.owner, "test_seq_lens", test_seq_lens or default, minimum)
-
-    @property
-    def train_seq_len(self) -> int:
-        return self.seq_len
-
-    @property
-    def eval_seq_lens(self) -> list[int]:
-        return list(self.test_seq_lens)
-
-    def _examples(self, num: int, seq_len: int, g: torch.Generator) -> TaskData:
-        raise NotImplementedError
+        self.labels = labels
+        self._check_lengths(seq_len, test_seq_lens, test_multiples=(1, 2, 4), minimum=minimum)
 
     def _finish(self, inputs: Tensor, targets: Tensor, seq_len: int) -> TaskData:
         if self.labels == "last":
@@ -50,15 +37,6 @@ class _LengthGeneralisation(Task):
             targets = kept.scatter_(1, last, targets.gather(1, last))
         slices = {"seq_len": torch.full((inputs.shape[0],), seq_len, dtype=torch.long)}
         return TaskData(inputs, targets, slices)
-
-    def train_data(self, seed: int) -> TaskData:
-        return self._examples(self.num_train, self.seq_len, generator(seed, self.owner, "train"))
-
-    def eval_data(self, seed: int) -> list[TaskData]:
-        return [
-            self._examples(self.num_test, L, generator(seed, self.owner, "test", L))
-            for L in self.test_seq_lens
-        ]
 
 
 @TASKS.register(

@@ -47,6 +47,10 @@ class _SoftmaxAttention(TokenMixer):
         self.q_proj = nn.Linear(dim, num_heads * K, bias=bias)
         self.kv_proj = nn.Linear(dim, 2 * num_kv_heads * K, bias=bias)
         self.o_proj = nn.Linear(num_heads * K, dim, bias=bias)
+        self._build_gate(dim, bias)
+
+    def _build_gate(self, dim: int, bias: bool) -> None:
+        """Hook creating the parameters :meth:`_gate_heads` uses (none here), after the projections."""
 
     def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         q = rearrange(self.q_proj(x), "b t (h k) -> b t h k", h=self.num_heads)

@@ -18,9 +18,9 @@ from mixerlab.errors import check_positive_int
 from mixerlab.layers.token_mixers.attention import SlidingWindowAttention
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
 from mixerlab.layers.token_mixers.linear_attention import (
-    feature_map,
+    feature_qkv,
     feature_size,
-    run_linear_attention,
+    normalized_linear_attention,
 )
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -131,16 +131,9 @@ class Based(TokenMixer):
         return u, padded[:, padded.shape[1] - (w - 1) :]
 
     def _taylor_attention(self, u: Tensor, S: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        q, k = rearrange(self.qk_proj(u), "b t (two h f) -> two b t h f", two=2, h=self.num_heads)
-        q, k = feature_map(q, "taylor"), feature_map(k, "taylor")
-        v = rearrange(self.v_proj(u), "b t (h v) -> b t h v", h=self.num_heads)
-        # The normaliser z rides along as an extra value column of ones.
-        v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
-        o, S = run_linear_attention(
-            self.mode, q, k, v, None, torch.cat([S, z[..., None]], dim=-1), self.chunk_size
-        )
-        o = o[..., :-1] / (o[..., -1:] + self.eps)
-        return self.o_proj(rearrange(o, "b t h v -> b t (h v)")), S[..., :-1], S[..., -1]
+        q, k, v = feature_qkv(u, self.qk_proj, self.v_proj, self.num_heads, "taylor")
+        o, S, z = normalized_linear_attention(self.mode, q, k, v, S, z, self.chunk_size, self.eps)
+        return self.o_proj(rearrange(o, "b t h v -> b t (h v)")), S, z
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
         factory = self._factory(device, dtype)

@@ -43,17 +43,8 @@ class GatedAttention(Attention):
 
     name: ClassVar[str] = "gated_attention"
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int = 4,
-        num_kv_heads: int | None = None,
-        head_dim: int | None = None,
-        rotary_base: float | None = 10000.0,
-        bias: bool = False,
-    ) -> None:
-        super().__init__(dim, num_heads, num_kv_heads, head_dim, rotary_base, bias)
-        self.gate_proj = nn.Linear(dim, num_heads * self.head_dim, bias=bias)
+    def _build_gate(self, dim: int, bias: bool) -> None:
+        self.gate_proj = nn.Linear(dim, self.num_heads * self.head_dim, bias=bias)
 
     def _gate_heads(self, o: Tensor, x: Tensor) -> Tensor:
         gate = rearrange(self.gate_proj(x), "b t (h k) -> b t h k", h=self.num_heads)

@@ -81,6 +81,29 @@ def run_linear_attention(
     )
 
 
+def feature_qkv(
+    x: Tensor, qk_proj: nn.Module, v_proj: nn.Module, num_heads: int, kind: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Queries and keys ``[B, T, H, F]`` through ``feature_map(., kind)``, values ``[B, T, H, V]``."""
+    q, k = rearrange(qk_proj(x), "b t (two h f) -> two b t h f", two=2, h=num_heads)
+    q, k = feature_map(q, kind), feature_map(k, kind)
+    v = rearrange(v_proj(x), "b t (h v) -> b t h v", h=num_heads)
+    return q, k, v
+
+
+def normalized_linear_attention(
+    mode: str, q: Tensor, k: Tensor, v: Tensor, S: Tensor, z: Tensor, chunk_size: int, eps: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``o_t = q_t S_t / (q_t . z_t + eps)`` with ``z_t = z_{t-1} + k_t``; returns ``(o, S, z)``.
+
+    A column of ones appended to the values makes the op accumulate ``z`` as the last column of
+    its state, so the normaliser costs no second pass.
+    """
+    v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
+    o, S = run_linear_attention(mode, q, k, v, None, torch.cat([S, z[..., None]], dim=-1), chunk_size)
+    return o[..., :-1] / (o[..., -1:] + eps), S[..., :-1], S[..., -1]
+
+
 def head_norm(o: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
     """Group norm with one group per head: ``o: [B, T, H, V]``, ``weight, bias: [H, V]``."""
     return F.layer_norm(o, o.shape[-1:], eps=eps) * weight + bias
@@ -111,6 +134,11 @@ class _LinearAttentionBase(TokenMixer):
     def _check_chunk(self, owner: str, chunk_size: int) -> None:
         check_positive_int(owner, "chunk_size", chunk_size)
         self.chunk_size = chunk_size
+
+    def _gated_output(self, o: Tensor, gate_proj: nn.Module, x: Tensor) -> Tensor:
+        """``(swish(x W_gate) * GroupNorm_heads(o)) W_O``: RetNet's and GLA's output stage."""
+        o = head_norm(o, self.norm_weight, self.norm_bias, eps=1e-5)
+        return self.o_proj(F.silu(gate_proj(x)) * rearrange(o, "b t h v -> b t (h v)"))
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
         shape = (batch_size, self.num_heads, self.key_dim, self.value_dim)
@@ -190,20 +218,15 @@ class LinearAttention(_LinearAttentionBase):
         self._check_input(x, mask)
         if state is None:
             state = self.init_state(x.shape[0], device=x.device, dtype=x.dtype)
-        q, k = rearrange(self.qk_proj(x), "b t (two h f) -> two b t h f", two=2, h=self.num_heads)
-        q, k = feature_map(q, self.feature_map), feature_map(k, self.feature_map)
-        v = rearrange(self.v_proj(x), "b t (h v) -> b t h v", h=self.num_heads)
-        S = state["S"]
-        if self.normalize:  # a column of ones makes the op also accumulate z_t = sum phi(k_s)
-            v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
-            S = torch.cat([S, state["z"][..., None]], dim=-1)
+        q, k, v = feature_qkv(x, self.qk_proj, self.v_proj, self.num_heads, self.feature_map)
+        if self.normalize:
+            o, S, z = normalized_linear_attention(
+                self.mode, q, k, v, state["S"], state["z"], self.chunk_size, self.eps
+            )
+            new_state = {"S": S, "z": z}
         else:
             q = q * self.feature_dim**-0.5
-        o, S = run_linear_attention(self.mode, q, k, v, None, S, self.chunk_size)
-        if self.normalize:
-            o = o[..., :-1] / (o[..., -1:] + self.eps)
-            new_state = {"S": S[..., :-1], "z": S[..., -1]}
-        else:
+            o, S = run_linear_attention(self.mode, q, k, v, None, state["S"], self.chunk_size)
             new_state = {"S": S}
         return self.o_proj(rearrange(o, "b t h v -> b t (h v)")), new_state
 
@@ -294,9 +317,7 @@ class Retention(_LinearAttentionBase):
             q, k = rotary(q, positions, self.rotary_base), rotary(k, positions, self.rotary_base)
             o, S = run_linear_attention(self.mode, q, k, v, log_decay, state["S"], self.chunk_size)
             S = self._rotate_state(S, -T)
-        o = head_norm(o, self.norm_weight, self.norm_bias, eps=1e-5)
-        o = F.silu(self.g_proj(x)) * rearrange(o, "b t h v -> b t (h v)")
-        return self.o_proj(o), {"S": S}
+        return self._gated_output(o, self.g_proj, x), {"S": S}
 
     def _rotate_state(self, S: Tensor, position: int) -> Tensor:
         """Apply ``R_position`` to the key side of ``S: [B, H, K, V]``."""
@@ -383,6 +404,4 @@ class GatedLinearAttention(_LinearAttentionBase):
         log_alpha = F.logsigmoid(self.gate_up(self.gate_down(x))) / self.gate_temperature
         log_alpha = rearrange(log_alpha, "b t (h k) -> b t h k", h=H)
         o, S = run_linear_attention(self.mode, q, k, v, log_alpha, state["S"], self.chunk_size)
-        o = head_norm(o, self.norm_weight, self.norm_bias, eps=1e-5)
-        o = F.silu(self.r_proj(x)) * rearrange(o, "b t h v -> b t (h v)")
-        return self.o_proj(o), {"S": S}
+        return self._gated_output(o, self.r_proj, x), {"S": S}
