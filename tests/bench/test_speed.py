@@ -211,6 +211,7 @@ def test_peer_cost_is_extrapolated_with_its_growth():
     assert _extrapolate([(1024, 2.0)], 4096) == pytest.approx(8.0)  # at least linear
     assert _extrapolate([(256, 1.0), (1024, 16.0)], 4096) == pytest.approx(256.0)  # quadratic
     assert _extrapolate([(256, 2.0), (1024, 1.0)], 2048) == pytest.approx(2.0)  # never below linear
+    assert _extrapolate([(1024, 2.0)], 4096, min_growth=2.0) == pytest.approx(32.0)
 
 
 def test_redo_needs_resume_and_a_finished_mixer(tmp_path):
@@ -235,19 +236,31 @@ def test_whole_sequence_filters_are_sized_for_the_longest_length():
         assert torch.isfinite(y).all()
 
 
-@pytest.mark.parametrize(("probe_mb", "skipped"), [(100.0, True), (0.5, False)])
-def test_a_reference_that_would_not_fit_in_memory_is_estimated_not_run(monkeypatch, probe_mb, skipped):
+@pytest.mark.parametrize(
+    ("probe_mb", "mb_growth", "time_growth", "skipped"),
+    [(100.0, 2, 1, True), (0.5, 2, 1, False), (100.0, 1, 2, True), (10.0, 1, 1, False)],
+)
+def test_a_reference_that_would_not_fit_in_memory_is_estimated_not_run(
+    monkeypatch, probe_mb, mb_growth, time_growth, skipped
+):
     from mixerlab.bench import speed
 
     cfg = SpeedConfig(lengths=[1024], dim=16, num_heads=2, repeats=1, warmup=0, reference_length=1024)
     module = speed.build_mixer("gla", cfg, torch.float32)
-    # probes report memory growing like L^2 from ``probe_mb`` at 128 tokens: 64x that at 1024
-    monkeypatch.setattr(speed, "_probe", lambda m, c, n, d: (1e-3, probe_mb * (n / 128) ** 2))
+    # probes at 128 and 256 tokens: memory from ``probe_mb`` growing like L^mb_growth, time like
+    # L^time_growth; memory is extrapolated with the larger exponent (64x at 1024 when quadratic)
+    monkeypatch.setattr(
+        speed,
+        "_probe",
+        lambda m, c, n, d: (1e-4 * (n / 128) ** time_growth, probe_mb * (n / 128) ** mb_growth),
+    )
     monkeypatch.setattr(speed, "available_memory_mb", lambda: 2000.0)
     row = speed._measure_reference("gla", module, cfg, torch.float32, [])
     assert ("ref_estimated_mb" in row) == skipped
     if skipped:
-        assert row["ref_estimated_mb"] == pytest.approx(6400.0) and "MiB peak memory" in row["error"]
+        at_256 = probe_mb * 2**mb_growth
+        assert row["ref_estimated_mb"] == pytest.approx(at_256 * 4 ** max(mb_growth, time_growth))
+        assert "MiB peak memory" in row["error"]
     else:
         assert row["speedup"] > 0 and "error" not in row
     assert module.mode == type(module).modes[0]  # the fast form is restored either way

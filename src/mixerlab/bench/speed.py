@@ -381,14 +381,18 @@ def _measure_reference(
         module.mode = "reference"
         # Probe at two short lengths first and extrapolate time and memory with their measured
         # growth (a per-query reference grows like L^2 in time; hyena's per-step convolution keeps
-        # every prefix for backward, ~34 GB at 4k): a reference that would take minutes, or more
-        # than half the free memory, is reported with its estimate, not run.
+        # every prefix for backward): a reference that would take minutes, or more than half the
+        # free memory, is reported with its estimate, not run.
         estimate = memory = 0.0
         if seq_len > 512:
             probes = [(n, _probe(module, cfg, n, dtype)) for n in (128, 256)]
-            estimate = _extrapolate([(n, s) for n, (s, _) in probes], seq_len)
+            timed = [(n, s) for n, (s, _) in probes]
+            estimate = _extrapolate(timed, seq_len)
             held = [(n, mb) for n, (_, mb) in probes if finite(mb) and mb > 0]
-            memory = _extrapolate(held, seq_len) if len(held) == len(probes) else 0.0
+            # At probe lengths the linear part (weights, activations) hides a quadratic one: hyena's
+            # reference held 46 / 123 MiB at 128 / 256 (growth 1.4, 6 GB at 4k) and 17 GB when run.
+            # A per-step graph saves about what it computes, so memory grows at least like time.
+            memory = _extrapolate(held, seq_len, min_growth=_growth(timed)) if len(held) == 2 else 0.0
         if estimate > 20 * cfg.max_step_seconds or memory > 0.5 * available_memory_mb():
             why = f"{estimate:.0f} s per step" if estimate > 20 * cfg.max_step_seconds else ""
             if memory > 0.5 * available_memory_mb():
@@ -498,17 +502,21 @@ def _measure_peers(
     return rows
 
 
-def _extrapolate(timed: list[tuple[int, float]], seq_len: int) -> float:
+def _growth(points: list[tuple[int, float]]) -> float:
+    """The growth exponent of the last two (length, cost) points, at least linear."""
+    if len(points) < 2:
+        return 1.0
+    (n0, c0), (n1, c1) = points[-2:]
+    return max(1.0, math.log(c1 / c0) / math.log(n1 / n0))
+
+
+def _extrapolate(points: list[tuple[int, float]], seq_len: int, *, min_growth: float = 1.0) -> float:
     """A cost (seconds or MiB) at ``seq_len`` from the last two measured (length, cost) points,
-    with their growth exponent (at least linear); 0 when nothing was measured yet."""
-    if not timed:
+    with their growth exponent (at least ``min_growth``); 0 when nothing was measured yet."""
+    if not points:
         return 0.0
-    n1, t1 = timed[-1]
-    growth = 1.0
-    if len(timed) >= 2:
-        n0, t0 = timed[-2]
-        growth = max(1.0, math.log(t1 / t0) / math.log(n1 / n0))
-    return t1 * (seq_len / n1) ** growth
+    n1, c1 = points[-1]
+    return c1 * (seq_len / n1) ** max(min_growth, _growth(points))
 
 
 def finite(value: Any) -> bool:
