@@ -276,3 +276,45 @@ def test_a_reference_probe_times_and_measures_one_run():
     seconds, _ = _probe(module, cfg, 64, torch.float32)
     assert seconds > 0 and len(calls) == 1
     assert all(p.grad is None for p in module.parameters())
+
+
+def test_memory_cap_turns_an_oversized_allocation_into_an_error_and_is_lifted_after():
+    from mixerlab.bench.measure import memory_cap
+
+    with memory_cap(256):
+        small = torch.ones(16 * 2**20 // 4)  # 16 MiB: under the cap
+        with pytest.raises((RuntimeError, MemoryError)):
+            torch.ones(2 * 2**30 // 4)  # 2 GiB: over it
+    assert small.sum() == small.numel()
+    assert torch.ones(2 * 2**30 // 4)[-1] == 1  # the cap is gone once the block ends
+
+
+def test_a_mixer_that_runs_out_of_memory_gets_error_rows_and_the_run_goes_on(monkeypatch):
+    from mixerlab.bench import speed
+
+    real = speed.measure_layer
+
+    def greedy(module, *args, **kwargs):
+        if type(module).__name__ == "GatedLinearAttention":
+            raise MemoryError("capped")
+        return real(module, *args, **kwargs)
+
+    monkeypatch.setattr(speed, "measure_layer", greedy)
+    cfg = SpeedConfig(
+        mixers=["gla", "sliding_window"],
+        lengths=[16],
+        dim=16,
+        num_heads=2,
+        dtypes=["float32"],
+        repeats=1,
+        warmup=0,
+        decode_contexts=[8],
+        decode_steps=1,
+        reference_length=16,
+        peers=False,
+    )
+    results = run_speed(cfg, log=lambda _: None)
+    assert results.done == ["gla", "sliding_window"]
+    gla = [r for r in results.cases if r["mixer"] == "gla"]
+    assert gla and all("MemoryError" in r["error"] for r in gla)
+    assert all("error" not in r for r in results.cases if r["mixer"] == "sliding_window")

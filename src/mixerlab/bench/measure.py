@@ -19,7 +19,7 @@ import platform
 import statistics
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -99,6 +99,30 @@ def available_memory_mb() -> float:
     except OSError:
         pass
     return math.inf
+
+
+@contextlib.contextmanager
+def memory_cap(mb: float) -> Iterator[None]:
+    """Let the process map at most ``mb`` MiB more while the block runs (Linux ``RLIMIT_AS``).
+
+    An allocation past the cap fails with a ``RuntimeError`` (or ``MemoryError``) inside the block,
+    which the caller can report, instead of the kernel's OOM killer ending the whole process
+    (and every figure not yet written). Where limits are unavailable the block runs uncapped.
+    """
+    try:
+        import resource
+
+        with open("/proc/self/status") as f:
+            mapped_kb = next(float(line.split()[1]) for line in f if line.startswith("VmSize:"))
+        old = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (int((mapped_kb + mb * 1024) * 1024), old[1]))
+    except (ImportError, OSError, ValueError, StopIteration):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, old)
 
 
 def peak_memory_mb(fn: Callable[[], object]) -> float:
