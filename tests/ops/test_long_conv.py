@@ -60,3 +60,14 @@ def test_causal_future_inputs_do_not_leak():
     torch.testing.assert_close(
         long_conv_fft(u2, k)[:, :20], long_conv_fft(u, k)[:, :20], rtol=1e-9, atol=1e-9
     )
+
+
+def test_reference_is_the_causal_convolution_of_conv1d():
+    # an independent statement of the same sum: conv1d cross-correlates, so the filter is flipped
+    # and the input left-padded by T-1 zeros
+    u, k = _data(T=17, L=20)
+    T, C = u.shape[1], u.shape[2]
+    weight = k[:T].flip(0).T[:, None, :]  # [C, 1, T]
+    padded = torch.nn.functional.pad(u.transpose(1, 2), (T - 1, 0))
+    expected = torch.nn.functional.conv1d(padded, weight, groups=C).transpose(1, 2)
+    torch.testing.assert_close(long_conv_reference(u, k), expected, rtol=1e-12, atol=1e-12)
