@@ -9,54 +9,18 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
 
 from mixerlab.errors import ConfigError, check, check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer
-from mixerlab.ops.precision import widen
+from mixerlab.ops.long_conv import long_conv_fft, long_conv_recurrent, long_conv_reference
 from mixerlab.registry import TOKEN_MIXERS
 
 
-def pgn_history_reference(x: Tensor, weight: Tensor, bias: Tensor, past: Tensor) -> Tensor:
-    """HIE as a plain loop: ``H_t = bias + sum_{j>=1} weight[:, j-1] * x_{t-j}`` over all earlier
-    inputs (``past`` first, then ``x``). ``x: [B, T, D]``, ``past: [B, S, D]`` -> ``[B, T, D]``."""
-    full = torch.cat([past, x], dim=1)
-    S = past.shape[1]
-    outs = []
-    for t in range(x.shape[1]):
-        pos = S + t
-        acc = bias.expand(x.shape[0], -1)
-        for j in range(1, pos + 1):
-            acc = acc + weight[:, j - 1] * full[:, pos - j]
-        outs.append(acc)
-    return torch.stack(outs, dim=1) if outs else x[:, :0].clone()
-
-
-def pgn_history_fft(x: Tensor, weight: Tensor, bias: Tensor, past: Tensor) -> Tensor:
-    """HIE as one causal FFT convolution over ``past`` followed by ``x`` (the fast form)."""
-    if x.shape[1] == 0:
-        return x + bias
-    full = torch.cat([past, x], dim=1)  # [B, N, D]
-    N, T = full.shape[1], x.shape[1]
-    # kernel[:, 0] = 0: the current token enters through the gate, not the history.
-    kernel = F.pad(weight[:, : N - 1], (1, 0))  # [D, N]
-    n_fft = 2 * N
-    # the FFT runs in float32 for half-precision inputs (no half FFT on the CPU; and the sum
-    # over the whole history is too long for 8 mantissa bits)
-    full_w, kernel_w = widen(rearrange(full, "b n d -> b d n"), kernel)
-    spec = torch.fft.rfft(full_w, n=n_fft) * torch.fft.rfft(kernel_w, n=n_fft)
-    h = torch.fft.irfft(spec, n=n_fft)[..., N - T : N].to(x.dtype)  # [B, D, T]
-    return rearrange(h, "b d t -> b t d") + bias
-
-
-def pgn_history_recurrent(x: Tensor, weight: Tensor, bias: Tensor, past: Tensor) -> Tensor:
-    """One decoding step, ``x: [B, 1, D]``: the filter against the reversed history."""
-    S = past.shape[1]
-    if S == 0:
-        return bias.expand(x.shape[0], 1, -1)
-    lagged = past.flip(1)  # [B, S, D], lag 1 first
-    return (torch.einsum("bsd,ds->bd", lagged, weight[:, :S]) + bias)[:, None]
+def _history_filter(weight: Tensor) -> Tensor:
+    """HIE as a causal long-convolution filter ``[max_len, D]``: tap 0 is zero, because the current
+    token enters through the gate, not the history; tap ``j`` is ``weight[:, j - 1]``."""
+    return F.pad(weight.T, (0, 0, 1, 0))
 
 
 @TOKEN_MIXERS.register(
@@ -120,16 +84,21 @@ class ParallelGatedNetwork(TokenMixer):
         self._check_input(x, mask)
         past = x[:, :0] if state is None else state["history"].to(x.dtype)
         self._check_length(past.shape[1] + x.shape[1])
+        # H_t over past and new inputs; the history layer is a causal convolution with taps
+        # k_0 = 0, k_j = w_j, so the long-convolution ops compute it
+        full = torch.cat([past, x], dim=1)  # [B, S + T, D]
+        k, S = _history_filter(self.hie_weight), past.shape[1]
         if self.mode == "reference":
-            hist = pgn_history_reference(x, self.hie_weight, self.hie_bias, past)
-        elif x.shape[1] == 1:
-            hist = pgn_history_recurrent(x, self.hie_weight, self.hie_bias, past)
+            hist = long_conv_reference(full, k, start=S)
+        elif x.shape[1] == 1 and S > 0:
+            hist = long_conv_recurrent(full, k)[:, None]
         else:
-            hist = pgn_history_fft(x, self.hie_weight, self.hie_bias, past)
+            hist = long_conv_fft(full, k, start=S)
+        hist = hist + self.hie_bias
         gate, cand = self.gate_proj(torch.cat([x, hist], dim=-1)).chunk(2, dim=-1)
         gate = torch.sigmoid(gate)
         o = gate * hist + (1 - gate) * torch.tanh(cand)
-        return self.out_proj(o), {"history": torch.cat([past, x], dim=1)}
+        return self.out_proj(o), {"history": full}
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
         return {"history": torch.zeros(batch_size, 0, self.dim, **self._factory(device, dtype))}
