@@ -211,7 +211,6 @@ def test_peer_cost_is_extrapolated_with_its_growth():
     assert _extrapolate([(1024, 2.0)], 4096) == pytest.approx(8.0)  # at least linear
     assert _extrapolate([(256, 1.0), (1024, 16.0)], 4096) == pytest.approx(256.0)  # quadratic
     assert _extrapolate([(256, 2.0), (1024, 1.0)], 2048) == pytest.approx(2.0)  # never below linear
-    assert _extrapolate([(1024, 2.0)], 4096, min_growth=2.0) == pytest.approx(32.0)
 
 
 def test_redo_needs_resume_and_a_finished_mixer(tmp_path):
@@ -238,7 +237,7 @@ def test_whole_sequence_filters_are_sized_for_the_longest_length():
 
 @pytest.mark.parametrize(
     ("probe_mb", "mb_growth", "time_growth", "skipped"),
-    [(100.0, 2, 1, True), (0.5, 2, 1, False), (100.0, 1, 2, True), (10.0, 1, 1, False)],
+    [(100.0, 2, 1, True), (0.5, 2, 1, False), (100.0, 1, 2, False), (10.0, 1, 1, False)],
 )
 def test_a_reference_that_would_not_fit_in_memory_is_estimated_not_run(
     monkeypatch, probe_mb, mb_growth, time_growth, skipped
@@ -248,7 +247,7 @@ def test_a_reference_that_would_not_fit_in_memory_is_estimated_not_run(
     cfg = SpeedConfig(lengths=[1024], dim=16, num_heads=2, repeats=1, warmup=0, reference_length=1024)
     module = speed.build_mixer("gla", cfg, torch.float32)
     # probes at 128 and 256 tokens: memory from ``probe_mb`` growing like L^mb_growth, time like
-    # L^time_growth; memory is extrapolated with the larger exponent (64x at 1024 when quadratic)
+    # L^time_growth (a reference may be quadratic in time and linear in memory)
     monkeypatch.setattr(
         speed,
         "_probe",
@@ -259,7 +258,7 @@ def test_a_reference_that_would_not_fit_in_memory_is_estimated_not_run(
     assert ("ref_estimated_mb" in row) == skipped
     if skipped:
         at_256 = probe_mb * 2**mb_growth
-        assert row["ref_estimated_mb"] == pytest.approx(at_256 * 4 ** max(mb_growth, time_growth))
+        assert row["ref_estimated_mb"] == pytest.approx(at_256 * 4**mb_growth)
         assert "MiB peak memory" in row["error"]
     else:
         assert row["speedup"] > 0 and "error" not in row
@@ -318,3 +317,29 @@ def test_a_mixer_that_runs_out_of_memory_gets_error_rows_and_the_run_goes_on(mon
     gla = [r for r in results.cases if r["mixer"] == "gla"]
     assert gla and all("MemoryError" in r["error"] for r in gla)
     assert all("error" not in r for r in results.cases if r["mixer"] == "sliding_window")
+
+
+def test_a_length_whose_extrapolated_memory_exceeds_half_the_free_memory_is_skipped(monkeypatch):
+    from mixerlab.bench import speed
+
+    def fake(module, call, cfg, seq_len, dtype, **kwargs):  # 100 MiB per 16 tokens
+        return {"fwdbwd_s": 1e-3, "fwdbwd_tok_s": 1e3, "gflops": 1.0, "peak_mem_mb": 100.0 * seq_len / 16}
+
+    monkeypatch.setattr(speed, "measure_layer", fake)
+    monkeypatch.setattr(speed, "available_memory_mb", lambda: 500.0)
+    cfg = SpeedConfig(
+        mixers=["gla"],
+        lengths=[16, 32, 64],
+        dim=16,
+        num_heads=2,
+        dtypes=["float32"],
+        repeats=1,
+        warmup=0,
+        decode_contexts=[8],
+        decode_steps=1,
+        reference_length=16,
+        peers=False,
+    )
+    cases = run_speed(cfg, log=lambda _: None).cases
+    assert [("error" in r) for r in cases] == [False, False, True]  # 400 MiB > 250 at L=64
+    assert "400 MiB peak memory" in cases[2]["error"]

@@ -263,6 +263,8 @@ _MEASURE_ERRORS = (RuntimeError, NotImplementedError, ValueError, MemoryError)
 
 
 def _error(exc: BaseException) -> str:
+    if "can't allocate memory" in str(exc):
+        return f"{type(exc).__name__}: over the memory cap (80% of the memory free when the mixer began)"
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
@@ -329,16 +331,23 @@ def _measure_mixer(
             results.cases.append({"mixer": name, "dtype": dt, "error": _error(exc)})
             continue
         too_slow = False
+        held: list[tuple[int, float]] = []  # (length, peak MiB) so far
         for seq_len in cfg.lengths:
             row: dict[str, Any] = {"mixer": name, "dtype": dt, "seq_len": seq_len}
+            memory = _extrapolate(held, seq_len)
             if too_slow:
                 row["error"] = "skipped: the previous length exceeded max_step_seconds"
+            elif memory > 0.5 * available_memory_mb():
+                # srwm trains step by step and keeps every step's fast weights: 19 GB at 16k
+                row["error"] = f"skipped: estimated {memory:,.0f} MiB peak memory"
             else:
                 try:
                     row.update(measure_layer(module, mixer_call, cfg, seq_len, dtype))
                     row["matmul_gflops"] = peak[dt]
                     row["frac_matmul_peak"] = row["gflops"] / peak[dt]
                     too_slow = row["fwdbwd_s"] > cfg.max_step_seconds
+                    if finite(row["peak_mem_mb"]) and row["peak_mem_mb"] > 0:
+                        held.append((seq_len, row["peak_mem_mb"]))
                 except _MEASURE_ERRORS as exc:
                     row["error"] = _error(exc)
             results.cases.append(row)
@@ -406,13 +415,11 @@ def _measure_reference(
             # flattens the measured growth, and an L^2 reference passes for a linear one
             _probe(module, cfg, 64, dtype)
             probes = [(n, _probe(module, cfg, n, dtype)) for n in (128, 256)]
-            timed = [(n, s) for n, (s, _) in probes]
-            estimate = _extrapolate(timed, seq_len)
+            estimate = _extrapolate([(n, s) for n, (s, _) in probes], seq_len)
             held = [(n, mb) for n, (_, mb) in probes if finite(mb) and mb > 0]
-            # At probe lengths the linear part (weights, activations) hides a quadratic one: hyena's
-            # reference held 46 / 123 MiB at 128 / 256 (growth 1.4, 6 GB at 4k) and 17 GB when run.
-            # A per-step graph saves about what it computes, so memory grows at least like time.
-            memory = _extrapolate(held, seq_len, min_growth=_growth(timed)) if len(held) == 2 else 0.0
+            # an estimate only: at probe lengths a linear part can hide a quadratic one, which
+            # the memory cap of the mixer's measurement then stops
+            memory = _extrapolate(held, seq_len) if len(held) == 2 else 0.0
         if estimate > 20 * cfg.max_step_seconds or memory > 0.5 * available_memory_mb():
             why = f"{estimate:.0f} s per step" if estimate > 20 * cfg.max_step_seconds else ""
             if memory > 0.5 * available_memory_mb():
@@ -530,13 +537,13 @@ def _growth(points: list[tuple[int, float]]) -> float:
     return max(1.0, math.log(c1 / c0) / math.log(n1 / n0))
 
 
-def _extrapolate(points: list[tuple[int, float]], seq_len: int, *, min_growth: float = 1.0) -> float:
+def _extrapolate(points: list[tuple[int, float]], seq_len: int) -> float:
     """A cost (seconds or MiB) at ``seq_len`` from the last two measured (length, cost) points,
-    with their growth exponent (at least ``min_growth``); 0 when nothing was measured yet."""
+    with their growth exponent (at least linear); 0 when nothing was measured yet."""
     if not points:
         return 0.0
     n1, c1 = points[-1]
-    return c1 * (seq_len / n1) ** max(min_growth, _growth(points))
+    return c1 * (seq_len / n1) ** _growth(points)
 
 
 def finite(value: Any) -> bool:
