@@ -21,9 +21,12 @@ def long_conv_reference(u: Tensor, k: Tensor, *, start: int = 0) -> Tensor:
     # kept for backward (17 GB at T=4096, C=512).
     k_rev = k[:T].flip(0)  # k_rev[T-1-j] = k[j]
     outs = []
-    for t in range(start, T):
+    # Latest step first: each step's [B, t+1, C] product then fits in the block the previous one
+    # freed; in increasing t every product needs a fresh block and the heap grows like T^2.
+    for t in reversed(range(start, T)):
         taps = k_rev[T - 1 - t :]  # [t+1, C]: the tap for input s is k[t - s]
         outs.append((u[:, : t + 1] * taps).sum(dim=1))
+    outs.reverse()
     if not outs:
         return u.new_zeros(u.shape[0], 0, u.shape[2])
     return torch.stack(outs, dim=1)
