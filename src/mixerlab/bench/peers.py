@@ -61,12 +61,16 @@ class _SDPALayer(nn.Module):
 
 
 class _LSTMLayer(nn.Module):
+    """``nn.LSTM`` and the output projection the ``lstm`` mixer has: without it the peer did 13%
+    fewer FLOPs and the ratio read as a gap of the recurrence (0.86x at L=256)."""
+
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
         self.lstm = nn.LSTM(dim, dim, batch_first=True)
+        self.o = nn.Linear(dim, dim, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.lstm(x)[0]
+        return self.o(self.lstm(x)[0])
 
 
 def _fla_file(subpackage: str, filename: str = "naive") -> ModuleType:
@@ -163,7 +167,7 @@ PEERS: dict[str, list[Peer]] = {
     "attention": [
         Peer("torch SDPA layer", "fused", _SDPALayer, _plain_call, same_settings={"rotary_base": None})
     ],
-    "lstm": [Peer("torch nn.LSTM", "fused", _LSTMLayer, _plain_call)],
+    "lstm": [Peer("torch nn.LSTM + Linear", "fused", _LSTMLayer, _plain_call)],
     "linear_attention": [
         Peer(
             "fla naive_chunk_linear_attn",
