@@ -59,7 +59,8 @@ class Mamba(TokenMixer):
     Modes: ``"scan"`` (blocked two-level scan over chunks of ``chunk_size`` tokens, each chunk
     recomputed in the backward pass (a hand-written one when every ``dt A`` is above the floor)
     to keep memory linear in T with a small constant; default
-    256: 128-512 measured equal within noise on a 2-core CPU, and larger chunks cost memory; see
+    64: 1.15-1.17x the throughput of 256 at D=256, L=4096 on a 2-core CPU in two interleaved
+    sweeps (``benchmarks/chunk_sizes.py``), and smaller chunks hold less memory; see
     :mod:`mixerlab.ops.selective_scan.scan`) and ``"reference"`` (per-token loop). A one-token
     call takes the recurrent step. State: ``{"conv": [B, W-1, E], "ssm": [B, E, N]}``.
     """
@@ -73,7 +74,7 @@ class Mamba(TokenMixer):
         state_dim: int = 16,
         dt_rank: int | None = None,
         conv_size: int = 4,
-        chunk_size: int = 256,
+        chunk_size: int = 64,
         allow_negative_eigenvalues: bool = False,
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
