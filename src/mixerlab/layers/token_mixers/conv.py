@@ -170,17 +170,19 @@ class Hyena(TokenMixer):
         z, inputs = v, []
         for n in range(N):
             inputs.append(z)
-            full = torch.cat([history[:, :, n], z], dim=1)  # [B, past + T, D]
-            z = gates[:, :, n] * (self._long_conv(full, h[:, n], past) + self.skip[n] * z)
+            z = gates[:, :, n] * (self._long_conv(history[:, :, n], z, h[:, n]) + self.skip[n] * z)
         history = torch.cat([history, torch.stack(inputs, dim=2)], dim=1)
         return self.out_proj(z), {"conv": conv_tail, "history": history}
 
-    def _long_conv(self, full: Tensor, h: Tensor, past: int) -> Tensor:
-        if full.shape[1] - past == 1 and past > 0:
-            return long_conv_recurrent(full, h)[:, None]
+    def _long_conv(self, past: Tensor, z: Tensor, h: Tensor) -> Tensor:
+        """Outputs at the new steps of ``h (*) [past, z]``: ``past: [B, S, D]``, ``z: [B, T, D]``."""
+        if z.shape[1] == 1 and past.shape[1] > 0:
+            # tap 0 meets the new input, taps 1.. the history: no copy of the history per step
+            return long_conv_recurrent(past, h[1:])[:, None] + h[0] * z
+        full, start = torch.cat([past, z], dim=1), past.shape[1]  # [B, S + T, D]
         if self.mode == "reference":
-            return long_conv_reference(full, h, start=past)
-        return long_conv_fft(full, h, start=past)
+            return long_conv_reference(full, h, start=start)
+        return long_conv_fft(full, h, start=start)
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
         f = self._factory(device, dtype)

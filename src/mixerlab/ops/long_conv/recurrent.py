@@ -9,11 +9,12 @@ Shapes: ``history: [B, S, C]`` (inputs ``0..S-1``, the newest last); ``k: [L, C]
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 
 def long_conv_recurrent(history: Tensor, k: Tensor) -> Tensor:
     """Output at the newest step ``S - 1``: ``sum_s k[s] history[S-1-s]``, ``[B, C]``."""
     S = history.shape[1]
-    return torch.einsum("bsc,sc->bc", history, k[:S].flip(0))
+    # one elementwise pass: as an einsum this became a bmm batched over channels that copied
+    # the history into that layout on every step (a third of a 16k-context decoding step)
+    return (history * k[:S].flip(0)).sum(dim=1)
