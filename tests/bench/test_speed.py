@@ -299,20 +299,7 @@ def test_a_mixer_that_runs_out_of_memory_gets_error_rows_and_the_run_goes_on(mon
         return real(module, *args, **kwargs)
 
     monkeypatch.setattr(speed, "measure_layer", greedy)
-    cfg = SpeedConfig(
-        mixers=["gla", "sliding_window"],
-        lengths=[16],
-        dim=16,
-        num_heads=2,
-        dtypes=["float32"],
-        repeats=1,
-        warmup=0,
-        decode_contexts=[8],
-        decode_steps=1,
-        reference_length=16,
-        peers=False,
-    )
-    results = run_speed(cfg, log=lambda _: None)
+    results = run_speed(_tiny(["gla", "sliding_window"]), log=lambda _: None)
     assert results.done == ["gla", "sliding_window"]
     gla = [r for r in results.cases if r["mixer"] == "gla"]
     assert gla and all("MemoryError" in r["error"] for r in gla)
@@ -322,24 +309,12 @@ def test_a_mixer_that_runs_out_of_memory_gets_error_rows_and_the_run_goes_on(mon
 def test_a_length_whose_extrapolated_memory_exceeds_half_the_free_memory_is_skipped(monkeypatch):
     from mixerlab.bench import speed
 
-    def fake(module, call, cfg, seq_len, dtype, **kwargs):  # 100 MiB per 16 tokens
-        return {"fwdbwd_s": 1e-3, "fwdbwd_tok_s": 1e3, "gflops": 1.0, "peak_mem_mb": 100.0 * seq_len / 16}
+    def fake(module, call, cfg, seq_len, dtype, **kwargs):  # 1000 MiB per 16 tokens
+        return {"fwdbwd_s": 1e-3, "fwdbwd_tok_s": 1e3, "gflops": 1.0, "peak_mem_mb": 1000.0 * seq_len / 16}
 
     monkeypatch.setattr(speed, "measure_layer", fake)
-    monkeypatch.setattr(speed, "available_memory_mb", lambda: 500.0)
-    cfg = SpeedConfig(
-        mixers=["gla"],
-        lengths=[16, 32, 64],
-        dim=16,
-        num_heads=2,
-        dtypes=["float32"],
-        repeats=1,
-        warmup=0,
-        decode_contexts=[8],
-        decode_steps=1,
-        reference_length=16,
-        peers=False,
-    )
+    monkeypatch.setattr(speed, "available_memory_mb", lambda: 5000.0)
+    cfg = _tiny(["gla"], lengths=[16, 32, 64])
     cases = run_speed(cfg, log=lambda _: None).cases
-    assert [("error" in r) for r in cases] == [False, False, True]  # 400 MiB > 250 at L=64
-    assert "400 MiB peak memory" in cases[2]["error"]
+    assert [("error" in r) for r in cases] == [False, False, True]  # 4000 MiB > 2500 at L=64
+    assert "4,000 MiB peak memory" in cases[2]["error"]
