@@ -11,7 +11,10 @@ H3 runs one diagonal SSM (shared per head) on every channel ``x_t[i, j] = k_t[i]
 i.e. a Toeplitz-masked linear attention inside the chunk plus two real matmuls against the
 ``[K M 2, K]`` state per chunk. This never materialises the ``[B, T, H, K*K]`` channel tensor that
 the FFT form transforms, so it costs ``O(T H K^2 M)`` matmul FLOPs and ``O(T H K + T/c H K^2 M)``
-memory. Only non-negative powers of ``dA`` (``|dA| < 1``) appear, so nothing overflows.
+memory. Two ``[B, H, c, K*2M]`` operands per chunk (the read-out and the feed) would be kept for
+the backward pass, O(T H K M) in all (19.5 GB at L=16k, D=256, 4 heads, M=32), so each chunk is
+recomputed in the backward pass instead (``checkpoint=False`` keeps them). Only non-negative
+powers of ``dA`` (``|dA| < 1``) appear, so nothing overflows.
 
 Shapes: ``q, k, v: [B, T, H, K]``; ``dtA, dB, C: [H, M]`` complex; ``D: [H]``;
 ``h0: [B, H, K*K, M]`` complex (channel ``i*K + j``) or None. Returns ``o: [B, T, H, K]`` and the
@@ -23,6 +26,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from mixerlab.ops.diag_ssm.conv import _powers, diag_ssm_kernel
 
@@ -30,6 +34,38 @@ from mixerlab.ops.diag_ssm.conv import _powers, diag_ssm_kernel
 def _re_im(z: Tensor) -> Tensor:
     """Complex ``[..., M]`` -> real ``[..., M*2]`` (real and imaginary parts interleaved)."""
     return rearrange(torch.view_as_real(z), "... m r -> ... (m r)")
+
+
+def _chunk(
+    qc: Tensor,
+    kc: Tensor,
+    vc: Tensor,
+    h: Tensor | None,
+    toeplitz: Tensor,
+    read: Tensor,
+    dtA: Tensor,
+    dB: Tensor,
+    idx: Tensor,
+    work: torch.dtype,
+) -> tuple[Tensor, Tensor]:
+    """One chunk ``qc, kc, vc: [B, H, n, K]`` from the state ``h: [B, H, j, (i m r)]`` (or None):
+    its outputs ``[B, H, n, K]`` and the state after it."""
+    M = dtA.shape[-1]
+    n = qc.shape[2]
+    scores = (qc @ kc.transpose(-1, -2)) * toeplitz[:, :n, :n]
+    o = scores @ vc  # [B, H, n, K]
+    if h is not None:
+        lhs = rearrange(qc[..., None] * read[:, :n], "b h t i r -> b h t (i r)")
+        o = o + lhs @ h.transpose(-1, -2)
+    # inputs decayed to the chunk end: dA^(n-1-s) dB
+    feed = _re_im(_powers(dtA, n - 1 - idx[:n]) * dB).to(work)  # [n, H, 2M]
+    lhs = rearrange(kc[..., None] * rearrange(feed, "t h r -> h t 1 r"), "b h t i r -> b h t (i r)")
+    local = vc.transpose(-1, -2) @ lhs  # [B, H, j, (i m r)]
+    if h is None:
+        return o, local
+    carry = torch.exp(n * dtA)[:, None, :]  # [H, 1, M]: broadcast over (j, i)
+    hc = torch.view_as_complex(rearrange(h, "b h j (i m r) -> b h j i m r", m=M, r=2).contiguous())
+    return o, rearrange(torch.view_as_real(hc * carry[:, None]), "b h j i m r -> b h j (i m r)") + local
 
 
 def diag_ssm_outer_chunk(
@@ -43,6 +79,7 @@ def diag_ssm_outer_chunk(
     h0: Tensor | None = None,
     *,
     chunk_size: int = 512,
+    checkpoint: bool = True,
 ) -> tuple[Tensor, Tensor]:
     B, T, H, K = q.shape
     M = dtA.shape[-1]
@@ -65,25 +102,12 @@ def diag_ssm_outer_chunk(
     read = read * torch.tensor([1.0, -1.0], dtype=read.dtype, device=q.device)
     read = rearrange(read, "t h m r -> h t 1 (m r)").to(work)
     outs = []
+    recompute = checkpoint and torch.is_grad_enabled()
     # split, not slice: each slice's backward would zero-fill a full-length gradient (O(T^2))
     for parts in zip(*(t.split(c, dim=1) for t in (q, k, v))):
         qc, kc, vc = (rearrange(t, "b t h k -> b h t k") for t in parts)
-        n = qc.shape[2]
-        scores = (qc @ kc.transpose(-1, -2)) * toeplitz[:, :n, :n]
-        o = scores @ vc  # [B, H, n, K]
-        if h is not None:
-            lhs = rearrange(qc[..., None] * read[:, :n], "b h t i r -> b h t (i r)")
-            o = o + lhs @ h.transpose(-1, -2)
-        # inputs decayed to the chunk end: dA^(n-1-s) dB
-        feed = _re_im(_powers(dtA, n - 1 - idx[:n]) * dB).to(work)  # [n, H, 2M]
-        lhs = rearrange(kc[..., None] * rearrange(feed, "t h r -> h t 1 r"), "b h t i r -> b h t (i r)")
-        local = vc.transpose(-1, -2) @ lhs  # [B, H, j, (i m r)]
-        if h is None:
-            h = local
-        else:
-            carry = torch.exp(n * dtA)[:, None, :]  # [H, 1, M]: broadcast over (j, i)
-            hc = torch.view_as_complex(rearrange(h, "b h j (i m r) -> b h j i m r", m=M, r=2).contiguous())
-            h = rearrange(torch.view_as_real(hc * carry[:, None]), "b h j i m r -> b h j (i m r)") + local
+        args = (qc, kc, vc, h, toeplitz, read, dtA, dB, idx, work)
+        o, h = _checkpoint(_chunk, *args, use_reentrant=False) if recompute else _chunk(*args)
         outs.append(o)
     o = torch.cat(outs, dim=2) if outs else q.new_zeros(B, H, 0, K)
     if h is None:
