@@ -406,9 +406,9 @@ def _measure_reference(
             fast = measure_layer(module, mixer_call, cfg, seq_len, dtype, flops=False, forward=False)
         module.mode = "reference"
         # Probe at two short lengths first and extrapolate time and memory with their measured
-        # growth (a per-query reference grows like L^2 in time; hyena's per-step convolution keeps
-        # every prefix for backward): a reference that would take minutes, or more than half the
-        # free memory, is reported with its estimate, not run.
+        # growth (a per-query reference grows like L^2 in time; a per-step graph may hold much
+        # memory): a reference that would take minutes, or more than half the free memory, is
+        # reported with its estimate, not run.
         estimate = memory = 0.0
         if seq_len > 512:
             # an unmeasured call first: a cold first call (hyena's: 1.16 s at 128 tokens, then 0.29)
@@ -420,10 +420,10 @@ def _measure_reference(
             # an estimate only: at probe lengths a linear part can hide a quadratic one, which
             # the memory cap of the mixer's measurement then stops
             memory = _extrapolate(held, seq_len) if len(held) == 2 else 0.0
-        if estimate > 20 * cfg.max_step_seconds or memory > 0.5 * available_memory_mb():
-            why = f"{estimate:.0f} s per step" if estimate > 20 * cfg.max_step_seconds else ""
-            if memory > 0.5 * available_memory_mb():
-                why = " and ".join(filter(None, [why, f"{memory:,.0f} MiB peak memory"]))
+        too_long, too_big = estimate > 20 * cfg.max_step_seconds, memory > 0.5 * available_memory_mb()
+        if too_long or too_big:
+            reasons = [(f"{estimate:.0f} s per step", too_long), (f"{memory:,.0f} MiB peak memory", too_big)]
+            why = " and ".join(text for text, applies in reasons if applies)
             row["error"] = f"skipped: estimated {why} at L={seq_len}"
             row["ref_estimated_s"] = estimate
             row["ref_estimated_mb"] = memory
@@ -529,21 +529,17 @@ def _measure_peers(
     return rows
 
 
-def _growth(points: list[tuple[int, float]]) -> float:
-    """The growth exponent of the last two (length, cost) points, at least linear."""
-    if len(points) < 2:
-        return 1.0
-    (n0, c0), (n1, c1) = points[-2:]
-    return max(1.0, math.log(c1 / c0) / math.log(n1 / n0))
-
-
 def _extrapolate(points: list[tuple[int, float]], seq_len: int) -> float:
     """A cost (seconds or MiB) at ``seq_len`` from the last two measured (length, cost) points,
     with their growth exponent (at least linear); 0 when nothing was measured yet."""
     if not points:
         return 0.0
     n1, c1 = points[-1]
-    return c1 * (seq_len / n1) ** _growth(points)
+    growth = 1.0
+    if len(points) >= 2:
+        n0, c0 = points[-2]
+        growth = max(1.0, math.log(c1 / c0) / math.log(n1 / n0))
+    return c1 * (seq_len / n1) ** growth
 
 
 def finite(value: Any) -> bool:
