@@ -124,3 +124,23 @@ def test_both_decay_paths_match_reference(dt_scale):
     grads_ref = torch.autograd.grad(y_ref.square().sum() + h_ref.sum(), inputs)
     for a, b in zip(grads, grads_ref):
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("negative", [False, True])
+def test_float32_gradients_stay_finite_with_steps_at_the_floor(negative):
+    # Found in training (mamba, lr 1e-2): with dt A below the floor in a block of 8 the rescaling
+    # factor reaches exp(-80), and autograd's derivative of w / grow, -w / grow^2, overflowed to
+    # inf (then NaN) although every value of the forward pass was finite.
+    x, dt, A, B, C, h0 = (t.detach().float() for t in _inputs(T=32, seed=5))
+    dt = (dt * 40).requires_grad_()
+    inputs = [t.requires_grad_() for t in (x, dt, A, B, C, h0)]
+    y, h = selective_scan_chunk(x, dt, A, B, C, state=h0, negative_eigenvalues=negative, chunk_size=16)
+    assert (dt * A.abs().amax()).amax() > 20  # some steps are at the floor: the general path
+    gy = torch.randn_like(y)
+    grads = torch.autograd.grad((y * gy).sum() + h.sum(), inputs)
+    wide = [t.detach().double().requires_grad_() for t in inputs]
+    y64, h64 = selective_scan_reference(*wide[:5], state=wide[5], negative_eigenvalues=negative)
+    grads64 = torch.autograd.grad((y64 * gy.double()).sum() + h64.sum(), wide)
+    for name, g, g64 in zip(["x", "dt", "A", "B", "C", "h0"], grads, grads64):
+        assert torch.isfinite(g).all(), f"grad {name} is not finite"
+        assert (g.double() - g64).abs().max() <= 1e-3 * (g64.abs().max() + 1), f"grad {name}"

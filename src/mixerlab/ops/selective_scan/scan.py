@@ -103,7 +103,9 @@ def _scan_chunk(
     grow = torch.exp(L_mid)
     # h_t = sign_t * grow_t * (cumsum_s(w_s / grow_s) + exp(m) * start): the block-start state
     # enters inside the bracket, so it costs one broadcast add on the big tensor
-    acc = _block_cumsum(tril, w / grow)  # [B, K, c, E, N]
+    # w * exp(-L_mid), not w / grow: the derivative of a quotient is -w / grow^2, and grow^2
+    # reaches exp(-160), which is 0 in float32 (inf, then NaN, in the gradients of training)
+    acc = _block_cumsum(tril, w * torch.exp(-L_mid))  # [B, K, c, E, N]
     P_last = torch.exp(2 * mid[:, :, 0])  # [B, K, E, N]
     local_last = grow[:, :, -1] * acc[:, :, -1]
     if sign is not None:
