@@ -29,6 +29,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from mixerlab.ops.diag_ssm.conv import _powers, diag_ssm_kernel
+from mixerlab.ops.precision import wide_dtype
 
 
 def _re_im(z: Tensor) -> Tensor:
@@ -84,7 +85,7 @@ def diag_ssm_outer_chunk(
     B, T, H, K = q.shape
     M = dtA.shape[-1]
     out_dtype = q.dtype
-    work = torch.promote_types(q.dtype, torch.float32)
+    work = wide_dtype(q.dtype)
     q, k, v = (t.to(work) for t in (q, k, v))
     # h as real [B, H, j, (i m r)]: the state-update matmul writes it and the read-out matmul
     # reads its transpose without a copy; the (m r) tail is a complex view for the carry

@@ -12,13 +12,15 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
+from mixerlab.ops.precision import wide_dtype
+
 
 def long_conv_fft(u: Tensor, k: Tensor, *, start: int = 0) -> Tensor:
     """Outputs ``t = start .. T-1`` of ``y[t] = sum_{s<=t} k[s] u[t-s]``: ``[B, T - start, C]``."""
     T = u.shape[1]
     n = 2 * T
-    # rfft on float32/float64 only; half precision inputs are promoted and cast back.
-    work = torch.promote_types(u.dtype, torch.float32)
+    # rfft on float32/float64 only; half precision inputs are widened and cast back.
+    work = wide_dtype(u.dtype)
     # Transforms run along the last axis: the layout the FFT libraries handle fastest, and the
     # memory order of inputs that come out of a channels-first conv1d (free transposes).
     u_f = torch.fft.rfft(rearrange(u.to(work), "b t c -> b c t"), n=n)

@@ -50,6 +50,7 @@ from einops import rearrange
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
+from mixerlab.ops.precision import wide_dtype
 from mixerlab.ops.selective_scan.reference import transition
 from mixerlab.ops.selective_scan.separable import SeparableChunk
 
@@ -151,9 +152,10 @@ def selective_scan_chunk(
     checkpoint: bool = True,
 ) -> tuple[Tensor, Tensor]:
     out_dtype = x.dtype
-    if x.dtype in (torch.float16, torch.bfloat16):
-        x, dt, A, B, C = (t.float() for t in (x, dt, A, B, C))
-        state = None if state is None else state.float()
+    work = wide_dtype(x.dtype)
+    if work != x.dtype:
+        x, dt, A, B, C = (t.to(work) for t in (x, dt, A, B, C))
+        state = None if state is None else state.to(work)
     floor = LOG_FLOOR.get(x.dtype, _DEFAULT_FLOOR)
     largest = int(_MAX_EXPONENT.get(x.dtype, _DEFAULT_MAX_EXPONENT) // (-floor / 2))
     if not 1 <= block_size <= largest:
