@@ -112,11 +112,10 @@ def memory_cap(mb: float) -> Iterator[None]:
     try:
         import resource
 
-        with open("/proc/self/status") as f:
-            mapped_kb = next(float(line.split()[1]) for line in f if line.startswith("VmSize:"))
+        mapped_kb = _read_status_kb("VmSize")
         old = resource.getrlimit(resource.RLIMIT_AS)
         resource.setrlimit(resource.RLIMIT_AS, (int((mapped_kb + mb * 1024) * 1024), old[1]))
-    except (ImportError, OSError, ValueError, StopIteration):
+    except (ImportError, OSError, ValueError):  # ValueError: also VmSize missing (nan)
         yield
         return
     try:

@@ -260,11 +260,20 @@ def measure_decode(module: nn.Module, cfg: SpeedConfig, context: int, dtype: tor
 
 # what a measurement may raise and the run reports as the row's error (MemoryError: the cap)
 _MEASURE_ERRORS = (RuntimeError, NotImplementedError, ValueError, MemoryError)
+# Shares of the memory free at the time: a cost estimated above SKIP_SHARE is not run; the cap
+# at CAP_SHARE stops what an estimate missed.
+_SKIP_SHARE, _CAP_SHARE = 0.5, 0.8
+
+
+def _too_big(estimated_mb: float) -> bool:
+    """Whether an estimated peak (MiB) exceeds the share of free memory a measurement may take."""
+    return estimated_mb > _SKIP_SHARE * available_memory_mb()
 
 
 def _error(exc: BaseException) -> str:
     if "can't allocate memory" in str(exc):
-        return f"{type(exc).__name__}: over the memory cap (80% of the memory free when the mixer began)"
+        share = f"{_CAP_SHARE:.0%}"
+        return f"{type(exc).__name__}: over the memory cap ({share} of the memory free when the mixer began)"
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
@@ -304,7 +313,7 @@ def run_speed(
         started = time.perf_counter()
         # a hard stop under the estimates: an allocation past the cap fails as an error row instead
         # of the kernel's OOM killer ending the run
-        with memory_cap(0.8 * available_memory_mb()):
+        with memory_cap(_CAP_SHARE * available_memory_mb()):
             _measure_mixer(name, cfg, peak, results, log)
         results.done.append(name)
         log(f"{name}: {time.perf_counter() - started:.1f} s")
@@ -337,7 +346,7 @@ def _measure_mixer(
             memory = _extrapolate(held, seq_len)
             if too_slow:
                 row["error"] = "skipped: the previous length exceeded max_step_seconds"
-            elif memory > 0.5 * available_memory_mb():
+            elif _too_big(memory):
                 # srwm trains step by step and keeps every step's fast weights: 19 GB at 16k
                 row["error"] = f"skipped: estimated {memory:,.0f} MiB peak memory"
             else:
@@ -420,7 +429,7 @@ def _measure_reference(
             # an estimate only: at probe lengths a linear part can hide a quadratic one, which
             # the memory cap of the mixer's measurement then stops
             memory = _extrapolate(held, seq_len) if len(held) == 2 else 0.0
-        too_long, too_big = estimate > 20 * cfg.max_step_seconds, memory > 0.5 * available_memory_mb()
+        too_long, too_big = estimate > 20 * cfg.max_step_seconds, _too_big(memory)
         if too_long or too_big:
             reasons = [(f"{estimate:.0f} s per step", too_long), (f"{memory:,.0f} MiB peak memory", too_big)]
             why = " and ".join(text for text, applies in reasons if applies)
@@ -483,7 +492,7 @@ def _measure_peers(
                 rows.append(row)
                 break
             memory = _extrapolate(held, seq_len)
-            if memory > 0.5 * available_memory_mb():
+            if _too_big(memory):
                 # fla's quadratic retention at 16k holds [B, H, T, T] scores: 17 GB, and the
                 # run was killed by the kernel's OOM killer; a peer never risks the whole run
                 row["error"] = f"skipped: estimated {memory:,.0f} MiB peak memory"
