@@ -18,6 +18,7 @@ suite compares every other mode against.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -36,6 +37,11 @@ class TokenMixer(nn.Module):
     causal: ClassVar[bool] = True
     # Mixers that honour a padding mask set this; the others reject a mask instead of ignoring it.
     supports_mask: ClassVar[bool] = False
+    # How ``forward_packed`` runs documents packed into one row: "native" (document offsets are
+    # handled inside the mixer's fast path), "split" (the generic path: each document alone, which
+    # is the definition) or "none" (``packed_reason`` says why; ``forward_packed`` raises).
+    packed: ClassVar[str] = "split"
+    packed_reason: ClassVar[str] = ""
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,6 +62,22 @@ class TokenMixer(nn.Module):
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
     ) -> tuple[Tensor, State]:
         raise NotImplementedError
+
+    def forward_packed(
+        self, x: Tensor, cu_seqlens: Tensor, *, states: list[State] | None = None
+    ) -> tuple[Tensor, list[State]]:
+        """Mix ``N`` documents packed into one row; no state, cache or score crosses a boundary.
+
+        ``x: [1, T_total, D]`` holds the documents back to back (flash-linear-attention's
+        convention) and ``cu_seqlens: [N+1]`` (int64 or int32) their offsets
+        ``0 = c_0 < c_1 < ... < c_N = T_total``: document ``i`` is ``x[:, c_i:c_{i+1}]``.
+        ``states[i]``, if given, is the state document ``i`` continues from (batch size 1).
+        Returns ``y: [1, T_total, D]`` and the list of the ``N`` documents' final states, each a
+        state of batch size 1. The result equals running each document alone; this generic
+        form ("split") does exactly that, and mixers with ``packed == "native"`` override it.
+        """
+        lengths = self._check_packed(x, cu_seqlens, states)
+        return self._forward_split(x, lengths, states)
 
     def init_state(
         self, batch_size: int, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
@@ -88,6 +110,64 @@ class TokenMixer(nn.Module):
             raise ConfigError(
                 name, "mask", "<tensor>", "this mixer does not support a padding mask; pass None"
             )
+
+    def _check_packed(self, x: Tensor, cu_seqlens: Tensor, states: list[State] | None) -> list[int]:
+        """Validate a packed call (see :meth:`forward_packed`); returns the document lengths."""
+        name = type(self).__name__
+        if self.packed == "none":
+            raise ConfigError(
+                name, "cu_seqlens", "<tensor>", f"packed sequences are not supported: {self.packed_reason}"
+            )
+        self._check_input(x, None)
+        if x.shape[0] != 1:
+            raise ConfigError(
+                name,
+                "x.shape",
+                tuple(x.shape),
+                "packed input is [1, T_total, D]: documents concatenated in one row",
+            )
+        lengths = packed_lengths(name, cu_seqlens, x.shape[1])
+        if states is not None and len(states) != len(lengths):
+            raise ConfigError(
+                name, "len(states)", len(states), f"expected one state per document ({len(lengths)})"
+            )
+        return lengths
+
+    def _forward_split(
+        self, x: Tensor, lengths: list[int], states: list[State] | None
+    ) -> tuple[Tensor, list[State]]:
+        """The generic packed path: each document ``[1, T_i, D]`` through ``forward`` alone."""
+        ys, finals = [], []
+        # split, not slice: each slice's backward would zero-fill a full-length gradient
+        for i, doc in enumerate(x.split(lengths, dim=1)):
+            y, state = self(doc, state=None if states is None else states[i])
+            ys.append(y)
+            finals.append(state)
+        return torch.cat(ys, dim=1), finals
+
+
+def packed_lengths(owner: str, cu_seqlens: Tensor, total: int) -> list[int]:
+    """Validate document offsets ``cu_seqlens: [N+1]`` over ``total`` tokens; returns the ``N`` lengths.
+
+    Allowed: a 1-D int64 (or int32) tensor starting at 0, ending at ``total`` and strictly
+    increasing (no empty document).
+    """
+    allowed = (
+        f"expected a 1-D int64 tensor of offsets starting at 0, ending at T_total={total}, "
+        "strictly increasing"
+    )
+    if not isinstance(cu_seqlens, Tensor):
+        raise ConfigError(owner, "cu_seqlens", type(cu_seqlens).__name__, allowed)
+    if cu_seqlens.dtype not in (torch.int64, torch.int32):
+        raise ConfigError(owner, "cu_seqlens.dtype", cu_seqlens.dtype, allowed)
+    if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
+        raise ConfigError(owner, "cu_seqlens.shape", tuple(cu_seqlens.shape), allowed)
+    offsets = cu_seqlens.tolist()
+    lengths = [b - a for a, b in itertools.pairwise(offsets)]
+    if offsets[0] != 0 or offsets[-1] != total or min(lengths) <= 0:
+        shown = offsets if len(offsets) <= 12 else [*offsets[:6], "...", *offsets[-6:]]
+        raise ConfigError(owner, "cu_seqlens", shown, allowed)
+    return lengths
 
 
 def state_numel(state: State | None) -> int:
