@@ -20,8 +20,8 @@ def test_with_a_one_tap_conv_every_token_is_processed_alone():
 def test_global_pathway_reads_a_convex_combination_of_slots():
     mixer = mixerlab.create_token_mixer("gam", dim=8, num_slots=4, conv_size=2).double()
     with torch.no_grad():
-        mixer.conv_weight.zero_()
-        mixer.conv_bias.zero_()
+        mixer.conv.weight.zero_()
+        mixer.conv.bias.zero_()
         mixer.gate_proj.weight.zero_()
         mixer.gate_proj.bias.fill_(60.0)  # both gates fully open
         mixer.memory.copy_(torch.eye(4, 8, dtype=torch.float64))

@@ -6,14 +6,12 @@ conv tail ``[B, W-1, D]`` with ``W = conv_size``.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
 from mixerlab.errors import check_positive_int
+from mixerlab.layers.short_conv import ShortConv, load_legacy_conv_keys
 from mixerlab.layers.token_mixers.base import State, TokenMixer
-from mixerlab.ops.conv1d import causal_conv1d, causal_conv1d_recurrent, causal_conv1d_reference
 from mixerlab.registry import TOKEN_MIXERS
 
 
@@ -41,9 +39,10 @@ class GatedAssociativeMemory(TokenMixer):
     The memory bank is a parameter shared by all positions, so the global pathway is per-token
     (content-based, no mixing across time) and the mixer is causal by construction; only the
     convolution reads the past, and the state is its tail ``{"conv": [B, W-1, D]}``. Defaults
-    follow the author's code: ``conv_size=3``, 512 slots (Xavier-initialised), unscaled dot-product
-    scores, no output projection. Modes: ``"conv"`` (one grouped conv) and ``"reference"``
-    (per-step tap sums).
+    follow the author's code: ``conv_size=3`` (an ``nn.Conv1d``, initialised as one:
+    :class:`~mixerlab.layers.short_conv.ShortConv`), 512 slots (Xavier-initialised), unscaled
+    dot-product scores, no output projection. Modes: ``"conv"`` (the fast short conv) and
+    ``"reference"`` (per-step tap sums).
     """
 
     modes = ("conv", "reference")
@@ -54,8 +53,8 @@ class GatedAssociativeMemory(TokenMixer):
         for field, value in (("dim", dim), ("num_slots", num_slots), ("conv_size", conv_size)):
             check_positive_int(name, field, value)
         self.dim, self.num_slots, self.conv_size = dim, num_slots, conv_size
-        self.conv_weight = nn.Parameter(torch.randn(dim, conv_size) / math.sqrt(conv_size))
-        self.conv_bias = nn.Parameter(torch.zeros(dim)) if bias else None
+        self.conv = ShortConv(dim, conv_size, bias=bias, owner=name)
+        load_legacy_conv_keys(self, "conv")
         self.memory = nn.Parameter(nn.init.xavier_uniform_(torch.empty(num_slots, dim)))
         self.gate_proj = nn.Linear(dim, 2 * dim, bias=bias)
 
@@ -63,19 +62,16 @@ class GatedAssociativeMemory(TokenMixer):
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
     ) -> tuple[Tensor, State]:
         self._check_input(x, mask)
-        tail = None if state is None else state["conv"]
-        if x.shape[1] == 1 and state is not None:
-            conv_op = causal_conv1d_recurrent
-        else:
-            conv_op = causal_conv1d_reference if self.mode == "reference" else causal_conv1d
-        local, tail = conv_op(x, self.conv_weight, self.conv_bias, tail)
+        local, tail = self.conv(
+            x, None if state is None else state["conv"], reference=self.mode == "reference"
+        )
         weights = torch.softmax(x @ self.memory.T, dim=-1)  # [B, T, S]
         retrieved = weights @ self.memory  # [B, T, D]
         g_local, g_global = torch.sigmoid(self.gate_proj(x)).chunk(2, dim=-1)
         return g_local * local + g_global * retrieved, {"conv": tail}
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
-        return {"conv": torch.zeros(batch_size, self.conv_size - 1, self.dim, **self._factory(device, dtype))}
+        return {"conv": self.conv.init_state(batch_size, **self._factory(device, dtype))}
 
     def state_size(self, seq_len: int) -> int:
-        return (self.conv_size - 1) * self.dim
+        return self.conv.state_size()
