@@ -14,6 +14,16 @@ size, device and dtype are inspected the same way for every mixer.
 Each mixer lists its computation ``modes``: the first is the default fast form, and
 ``"reference"`` is the plain per-step loop written from the paper's equations, which the test
 suite compares every other mode against.
+
+Each mixer also declares ``noncausal``, how it mixes when every position may see every other
+(images, tables, encoders; built by :func:`mixerlab.layers.mixing.make_mixer`):
+
+- ``"native"``: the paper defines a non-causal form; the constructor takes ``causal: bool = True``
+  and ``causal=False`` computes it (e.g. attention without its mask);
+- ``"bidirectional"`` (the default): the generic wrapper
+  :class:`~mixerlab.layers.wrappers.Bidirectional` runs one instance forward and one over the
+  reversed sequence and combines them;
+- ``"none"``: neither makes sense; the mixer's docstring says why, and asking for it is an error.
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ class TokenMixer(nn.Module):
 
     modes: ClassVar[tuple[str, ...]] = ("reference",)
     causal: ClassVar[bool] = True
+    # How this mixer mixes non-causally: "native", "bidirectional" or "none" (module docstring).
+    noncausal: ClassVar[str] = "bidirectional"
     # Mixers that honour a padding mask set this; the others reject a mask instead of ignoring it.
     supports_mask: ClassVar[bool] = False
     # How ``forward_packed`` runs documents packed into one row: "native" (document offsets are
