@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixerlab.errors import check, check_positive_int
+from mixerlab.layers.short_conv import ShortConv, load_legacy_conv_keys
 from mixerlab.layers.token_mixers.base import State, TokenMixer
-from mixerlab.ops.conv1d import causal_conv1d, causal_conv1d_recurrent, causal_conv1d_reference
 from mixerlab.ops.selective_scan import (
     selective_scan_chunk,
     selective_scan_recurrent,
@@ -106,9 +106,8 @@ class Mamba(TokenMixer):
         self.allow_negative_eigenvalues = allow_negative_eigenvalues
 
         self.in_proj = nn.Linear(dim, 2 * E, bias=bias)
-        bound = 1.0 / math.sqrt(conv_size)  # nn.Conv1d's default for a depthwise filter
-        self.conv_weight = nn.Parameter(torch.empty(E, conv_size).uniform_(-bound, bound))
-        self.conv_bias = nn.Parameter(torch.empty(E).uniform_(-bound, bound))
+        self.conv = ShortConv(E, conv_size, activation="silu", owner=name)
+        load_legacy_conv_keys(self, "conv")
         self.x_proj = nn.Linear(E, dt_rank + 2 * N, bias=False)
         self.dt_proj = nn.Linear(dt_rank, E, bias=True)
         self.A_log = nn.Parameter(torch.log(torch.arange(1, N + 1, dtype=torch.float32)).repeat(E, 1))
@@ -132,9 +131,7 @@ class Mamba(TokenMixer):
         reference = self.mode == "reference"
         step = not reference and x.shape[1] == 1
         xs, z = self.in_proj(x).chunk(2, dim=-1)  # [B, T, E] each
-        conv = causal_conv1d_reference if reference else causal_conv1d_recurrent if step else causal_conv1d
-        xs, conv_state = conv(xs, self.conv_weight, self.conv_bias, None if state is None else state["conv"])
-        xs = F.silu(xs)
+        xs, conv_state = self.conv(xs, None if state is None else state["conv"], reference=reference)
         dt_low, B, C = self.x_proj(xs).split([self.dt_rank, self.state_dim, self.state_dim], dim=-1)
         dt = F.softplus(self.dt_proj(dt_low))  # [B, T, E]
         A = -torch.exp(self.A_log)  # [E, N]
@@ -154,7 +151,7 @@ class Mamba(TokenMixer):
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
         f = self._factory(device, dtype)
         return {
-            "conv": torch.zeros(batch_size, self.conv_size - 1, self.inner_dim, **f),
+            "conv": self.conv.init_state(batch_size, **f),
             "ssm": torch.zeros(batch_size, self.inner_dim, self.state_dim, **f),
         }
 
