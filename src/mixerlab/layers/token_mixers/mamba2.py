@@ -16,8 +16,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from mixerlab.errors import check, check_divisible, check_positive_int
+from mixerlab.layers.short_conv import ShortConv, load_legacy_conv_keys
 from mixerlab.layers.token_mixers.base import State, TokenMixer
-from mixerlab.ops.conv1d import causal_conv1d
 from mixerlab.ops.ssd import ssd_chunk, ssd_recurrent, ssd_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -47,8 +47,9 @@ class Mamba2(TokenMixer):
         out  = W_out RMSNorm(y_t * SiLU(z_t))                  (gated RMSNorm over E)
 
     Authors' defaults: ``expand=2``, ``head_dim=64``, ``state_dim=64`` (``d_state=128`` in the
-    large models), ``conv_size=4``, one B/C group, ``A`` uniform in ``[1, 16]``, ``softplus(dt_bias)``
-    log-uniform in ``[1e-3, 0.1]``, ``D = 1``, the norm applied after the gate. The fast form is
+    large models), ``conv_size=4`` (an ``nn.Conv1d`` with its default init), one B/C group, ``A``
+    uniform in ``[1, 16]``, ``softplus(dt_bias)`` log-uniform in ``[1e-3, 0.1]``, ``D = 1``, the
+    norm applied after the gate. The fast form is
     the SSD chunked algorithm (``ops.ssd.chunk``); ``chunk_size=128`` was measured on a 2-core CPU
     (fwd+bwd, T=1024 and 4096): as fast as 64 at T=1024 and 15-35% faster at 4096; 32 and 256 slower.
     """
@@ -84,10 +85,8 @@ class Mamba2(TokenMixer):
         self.conv_size, self.chunk_size, self.norm_eps = conv_size, chunk_size, norm_eps
         H, N = self.num_heads, state_dim
         self.in_proj = nn.Linear(dim, 2 * inner + 2 * N + H, bias=False)
-        conv_channels = inner + 2 * N
-        self.conv_weight = nn.Parameter(torch.empty(conv_channels, conv_size))
-        nn.init.uniform_(self.conv_weight, -(conv_size**-0.5), conv_size**-0.5)
-        self.conv_bias = nn.Parameter(torch.zeros(conv_channels))
+        self.conv = ShortConv(inner + 2 * N, conv_size, activation="silu", owner=name)
+        load_legacy_conv_keys(self, "conv")
         self.A_log = nn.Parameter(torch.log(torch.empty(H).uniform_(1.0, 16.0)))
         dt = torch.exp(torch.empty(H).uniform_(math.log(1e-3), math.log(0.1))).clamp(min=1e-4)
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus^{-1}(dt)
@@ -101,10 +100,10 @@ class Mamba2(TokenMixer):
         self._check_input(x, mask)
         E, N, H = self.inner, self.state_dim, self.num_heads
         z, xbc, dt = self.in_proj(x).split([E, E + 2 * N, H], dim=-1)
-        xbc, conv_state = causal_conv1d(
-            xbc, self.conv_weight, self.conv_bias, None if state is None else state["conv"]
+        xbc, conv_state = self.conv(
+            xbc, None if state is None else state["conv"], reference=self.mode == "reference"
         )
-        xs, B_, C_ = F.silu(xbc).split([E, N, N], dim=-1)
+        xs, B_, C_ = xbc.split([E, N, N], dim=-1)
         xs = rearrange(xs, "b t (h p) -> b t h p", h=H)
         dt = F.softplus(dt + self.dt_bias)  # [B, T, H]
         A = -torch.exp(self.A_log)
@@ -124,10 +123,9 @@ class Mamba2(TokenMixer):
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
         f = self._factory(device, dtype)
         return {
-            "conv": torch.zeros(batch_size, self.conv_size - 1, self.inner + 2 * self.state_dim, **f),
+            "conv": self.conv.init_state(batch_size, **f),
             "ssm": torch.zeros(batch_size, self.num_heads, self.head_dim, self.state_dim, **f),
         }
 
     def state_size(self, seq_len: int) -> int:
-        conv = (self.conv_size - 1) * (self.inner + 2 * self.state_dim)
-        return conv + self.num_heads * self.head_dim * self.state_dim
+        return self.conv.state_size() + self.num_heads * self.head_dim * self.state_dim
