@@ -14,7 +14,13 @@ from torch import Tensor, nn
 
 from mixerlab.errors import check, check_divisible, check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
-from mixerlab.ops.attention import attention_local_chunk, attention_parallel, attention_reference
+from mixerlab.ops.attention import (
+    attention_local_chunk,
+    attention_packed,
+    attention_parallel,
+    attention_reference,
+    document_positions,
+)
 from mixerlab.ops.rotary import rotary, rotary_tables
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -108,6 +114,7 @@ class Attention(_SoftmaxAttention):
     """
 
     name: ClassVar[str] = "attention"  # the owner named in configuration errors
+    packed = "native"
 
     def __init__(
         self,
@@ -131,6 +138,42 @@ class Attention(_SoftmaxAttention):
             k = torch.cat([state["k"], k], dim=1)
             v = torch.cat([state["v"], v], dim=1)
         return self._attend(q, k, v, x), {"k": k, "v": v}
+
+    def forward_packed(
+        self, x: Tensor, cu_seqlens: Tensor, *, states: list[State] | None = None
+    ) -> tuple[Tensor, list[State]]:
+        """Packed documents (see :meth:`TokenMixer.forward_packed`) in one SDPA call whose mask is
+        block-diagonal: a query reads only its own document's keys (after that document's cache,
+        if ``states`` gives one), and rotary positions restart at each document. Mode
+        ``reference`` runs each document alone."""
+        lengths = self._check_packed(x, cu_seqlens, states)
+        if self.mode == "reference":
+            return self._forward_split(x, lengths, states)
+        q, k, v = self._project(x)
+        pasts = [0] * len(lengths) if states is None else [s["k"].shape[1] for s in states]
+        # keys: each document's cache then its new tokens; queries: the new tokens only
+        k_doc, k_pos = document_positions([p + n for p, n in zip(pasts, lengths)], x.device)
+        is_new = k_pos >= torch.tensor(pasts, device=x.device)[k_doc]
+        q_doc, q_pos = k_doc[is_new], k_pos[is_new]
+        if self.rotary_base is not None:
+            tables = rotary_tables(q_pos, self.head_dim, k.dtype, self.rotary_base)
+            q, k = rotary(q, q_pos, tables=tables), rotary(k, q_pos, tables=tables)
+        ks, vs = k.split(lengths, dim=1), v.split(lengths, dim=1)
+        if states is not None:
+            ks = [torch.cat([s["k"], k_i], dim=1) for s, k_i in zip(states, ks)]
+            vs = [torch.cat([s["v"], v_i], dim=1) for s, v_i in zip(states, vs)]
+        o = attention_packed(
+            q,
+            torch.cat(ks, dim=1),
+            torch.cat(vs, dim=1),
+            q_doc=q_doc,
+            q_pos=q_pos,
+            k_doc=k_doc,
+            k_pos=k_pos,
+            causal=self.causal,
+        )
+        y = self.o_proj(rearrange(self._gate_heads(o, x), "b t h v -> b t (h v)"))
+        return y, [{"k": k_i, "v": v_i} for k_i, v_i in zip(ks, vs)]
 
     def state_size(self, seq_len: int) -> int:
         return 2 * seq_len * self.num_kv_heads * self.head_dim
