@@ -15,8 +15,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from mixerlab.errors import check, check_positive_int
+from mixerlab.layers.short_conv import ShortConv, load_legacy_conv_keys
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
-from mixerlab.ops.conv1d import causal_conv1d
 from mixerlab.ops.delta_rule import delta_rule_chunk, delta_rule_recurrent, delta_rule_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -64,10 +64,9 @@ class _DeltaRuleMixer(TokenMixer):
         H, K, V = num_heads, self.head_dim, self.value_dim
         self.qkv_proj = nn.Linear(dim, H * (2 * K + V), bias=False)
         self.b_proj = nn.Linear(dim, H, bias=False)
-        if conv_size is not None:
-            channels = H * (2 * K + V)
-            self.conv_weight = nn.Parameter(torch.empty(channels, conv_size))
-            nn.init.uniform_(self.conv_weight, -(conv_size**-0.5), conv_size**-0.5)
+        if conv_size is not None:  # one conv over the concatenated q, k, v channels, no bias (fla's)
+            self.conv = ShortConv(H * (2 * K + V), conv_size, bias=False, owner=name)
+            load_legacy_conv_keys(self, "conv")
         self.norm_weight = nn.Parameter(torch.ones(V))
         self.o_proj = nn.Linear(H * V, dim, bias=False)
 
@@ -83,7 +82,7 @@ class _DeltaRuleMixer(TokenMixer):
         qkv = self.qkv_proj(x)
         new_state: State = {}
         if self.conv_size is not None:
-            qkv, new_state["conv"] = causal_conv1d(qkv, self.conv_weight, None, conv_state)
+            qkv, new_state["conv"] = self.conv(qkv, conv_state, reference=self.mode == "reference")
         # The authors' default: SiLU on q, k, v (after the short conv), then L2-normalised q and k.
         qkv = F.silu(qkv)
         H, K = self.num_heads, self.head_dim
@@ -125,12 +124,12 @@ class _DeltaRuleMixer(TokenMixer):
         H, K, V = self.num_heads, self.head_dim, self.value_dim
         state: State = {"recurrent": torch.zeros(batch_size, H, K, V, **f)}
         if self.conv_size is not None:
-            state["conv"] = torch.zeros(batch_size, self.conv_size - 1, H * (2 * K + V), **f)
+            state["conv"] = self.conv.init_state(batch_size, **f)
         return state
 
     def state_size(self, seq_len: int) -> int:
         H, K, V = self.num_heads, self.head_dim, self.value_dim
-        conv = 0 if self.conv_size is None else (self.conv_size - 1) * H * (2 * K + V)
+        conv = 0 if self.conv_size is None else self.conv.state_size()
         return H * K * V + conv
 
 
