@@ -10,11 +10,11 @@ convolution tail ``[B, conv_size - 1, D]``; window cache ``[B, <= window - 1, H,
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
 from mixerlab.errors import check_positive_int
+from mixerlab.layers.short_conv import ShortConv, load_legacy_conv_keys
 from mixerlab.layers.token_mixers.attention import SlidingWindowAttention
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
 from mixerlab.layers.token_mixers.linear_attention import (
@@ -50,7 +50,8 @@ class Based(TokenMixer):
         la_t = (phi(q_t) S_t / (phi(q_t) . z_t + eps)) W_o,   q, k, v from u_t,  eps = 1e-12
         out_t = la_t + SlidingWindowAttention(x)_t
 
-    Defaults follow the authors' configs: ``feature_dim = 16``, ``conv_size = 3``, ``window = 64``.
+    Defaults follow the authors' configs: ``feature_dim = 16``, ``conv_size = 3`` (an ``nn.Conv1d``
+    with its default init), ``window = 64``.
     The state holds the linear-attention ``S, z``, the convolution's last ``conv_size - 1`` inputs
     and the window's key/value cache.
     """
@@ -80,8 +81,8 @@ class Based(TokenMixer):
         self.dim, self.num_heads, self.feature_dim = dim, num_heads, feature_dim
         self.conv_size, self.chunk_size, self.eps = conv_size, chunk_size, 1e-12
         self.key_dim = feature_size("taylor", feature_dim)
-        self.conv_weight = nn.Parameter(torch.randn(dim, conv_size) / conv_size**0.5)
-        self.conv_bias = nn.Parameter(torch.zeros(dim))
+        self.conv = ShortConv(dim, conv_size, owner=name)
+        load_legacy_conv_keys(self, "conv")
         self.qk_proj = nn.Linear(dim, 2 * num_heads * feature_dim, bias=bias)
         self.v_proj = nn.Linear(dim, dim, bias=bias)
         self.o_proj = nn.Linear(dim, dim, bias=bias)
@@ -98,7 +99,7 @@ class Based(TokenMixer):
         self._check_input(x, mask)
         if state is None:
             state = self.init_state(x.shape[0], device=x.device, dtype=x.dtype)
-        u, conv_tail = self._short_conv(x, state["conv"])
+        u, conv_tail = self.conv(x, state["conv"], reference=self.mode == "reference")
         y_linear, S, z = self._taylor_attention(u, state["S"], state["z"])
         y_window, window_state = self.window_attention(
             x, state={"k": state["window_k"], "v": state["window_v"]}
@@ -112,24 +113,6 @@ class Based(TokenMixer):
         }
         return y_linear + y_window, new_state
 
-    def _short_conv(self, x: Tensor, tail: Tensor) -> tuple[Tensor, Tensor]:
-        padded = torch.cat([tail, x], dim=1)  # [B, conv_size - 1 + T, D]
-        w = self.conv_size
-        if self.mode == "reference" or x.shape[1] == 0:
-            steps = [
-                (padded[:, t : t + w] * self.conv_weight.T).sum(1) + self.conv_bias for t in range(x.shape[1])
-            ]
-            u = torch.stack(steps, dim=1) if steps else x.new_zeros(x.shape)
-        else:
-            u = F.conv1d(
-                rearrange(padded, "b t d -> b d t"),
-                self.conv_weight[:, None, :],
-                self.conv_bias,
-                groups=self.dim,
-            )
-            u = rearrange(u, "b d t -> b t d")
-        return u, padded[:, padded.shape[1] - (w - 1) :]
-
     def _taylor_attention(self, u: Tensor, S: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         q, k, v = feature_qkv(u, self.qk_proj, self.v_proj, self.num_heads, "taylor")
         o, S, z = normalized_linear_attention(self.mode, q, k, v, S, z, self.chunk_size, self.eps)
@@ -142,11 +125,11 @@ class Based(TokenMixer):
         return {
             "S": torch.zeros(batch_size, H, K, V, **factory),
             "z": torch.zeros(batch_size, H, K, **factory),
-            "conv": torch.zeros(batch_size, self.conv_size - 1, self.dim, **factory),
+            "conv": self.conv.init_state(batch_size, **factory),
             "window_k": window["k"],
             "window_v": window["v"],
         }
 
     def state_size(self, seq_len: int) -> int:
         linear = self.num_heads * self.key_dim * (self.head_dim + 1)
-        return linear + (self.conv_size - 1) * self.dim + self.window_attention.state_size(seq_len)
+        return linear + self.conv.state_size() + self.window_attention.state_size(seq_len)
