@@ -6,6 +6,7 @@ Shapes: ``x: [B, T, D]``; hidden states ``[B, T, H]`` with ``H = expand * D`` (m
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -37,6 +38,7 @@ class _MinRNN(TokenMixer):
     time, an output projection ``H -> D``."""
 
     modes = ("scan", "reference")
+    packed = "native"
     num_projections: int
 
     def __init__(self, name: str, dim: int, expand: int, chunk_size: int, bias: bool) -> None:
@@ -64,6 +66,23 @@ class _MinRNN(TokenMixer):
         else:
             h, last = scan_op(*pre, state=h0, chunk_size=self.chunk_size)
         return self.out_proj(h), {"h": last}
+
+    def forward_packed(
+        self, x: Tensor, cu_seqlens: Tensor, *, states: list[State] | None = None
+    ) -> tuple[Tensor, list[State]]:
+        """Packed documents (see :meth:`TokenMixer.forward_packed`) in one scan whose state restarts
+        from zero at each document start (``resets`` of the scan). Mode ``reference``, and
+        documents continuing from ``states`` (an initial state needs a log), run each alone."""
+        lengths = self._check_packed(x, cu_seqlens, states)
+        if self.mode == "reference" or states is not None:
+            return self._forward_split(x, lengths, states)
+        _, scan_op, _ = self._ops()
+        ends = list(itertools.accumulate(lengths))
+        resets = torch.zeros(x.shape[1], dtype=torch.bool, device=x.device)
+        resets[[0, *ends[:-1]]] = True
+        pre = self.in_proj(x).chunk(self.num_projections, dim=-1)  # each [1, T_total, H]
+        h, _ = scan_op(*pre, chunk_size=self.chunk_size, resets=resets)
+        return self.out_proj(h), [{"h": h[:, end - 1]} for end in ends]
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
         return {"h": torch.zeros(batch_size, self.hidden_dim, **self._factory(device, dtype))}

@@ -17,10 +17,17 @@ an initial state of any sign (zeros by default) needs no log.
 The scan runs over chunks of ``chunk_size`` tokens with the state carried between them (a loop
 over chunks, not tokens), which bounds the size of the temporaries.
 
+``resets: [T]`` or ``[B, T]`` (bool), for documents packed into one row, marks the steps where the
+state restarts from zero: their ``log a`` is set to the floor, so what came before is scaled by
+``exp(-20)`` in float32 (``exp(-45)`` in float64), below working precision, and their gate
+receives no gradient, as at the first step of a document run alone.
+
 Shapes: ``k_*: [B, T, H]``; ``state: [B, H]``. Returns ``(h [B, T, H], state [B, H])``.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -75,9 +82,16 @@ def _blocked_scan(log_a: Tensor, log_b: Tensor, h: Tensor | None) -> tuple[Tenso
 
 
 def log_space_scan(
-    log_a: Tensor, log_b: Tensor, *, state: Tensor | None = None, chunk_size: int = 256
+    log_a: Tensor,
+    log_b: Tensor,
+    *,
+    state: Tensor | None = None,
+    chunk_size: int = 256,
+    resets: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``h_t = a_t h_{t-1} + b_t`` over dim 1 from ``log a``, ``log b: [B, T, H]``."""
+    if resets is not None:  # -inf is clamped to the floor inside each block
+        log_a = log_a.masked_fill(resets[..., None], -math.inf)
     h = state
     hs = []
     # split, not slice: each slice's backward would zero-fill a full-length gradient (O(T^2))
@@ -91,16 +105,29 @@ def log_space_scan(
 
 
 def mingru_scan(
-    k_z: Tensor, k_h: Tensor, *, state: Tensor | None = None, chunk_size: int = 256
+    k_z: Tensor,
+    k_h: Tensor,
+    *,
+    state: Tensor | None = None,
+    chunk_size: int = 256,
+    resets: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     log_z, log_one_minus_z = -F.softplus(-k_z), -F.softplus(k_z)
-    return log_space_scan(log_one_minus_z, log_z + log_g(k_h), state=state, chunk_size=chunk_size)
+    return log_space_scan(
+        log_one_minus_z, log_z + log_g(k_h), state=state, chunk_size=chunk_size, resets=resets
+    )
 
 
 def minlstm_scan(
-    k_f: Tensor, k_i: Tensor, k_h: Tensor, *, state: Tensor | None = None, chunk_size: int = 256
+    k_f: Tensor,
+    k_i: Tensor,
+    k_h: Tensor,
+    *,
+    state: Tensor | None = None,
+    chunk_size: int = 256,
+    resets: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     # log(i/f) = log sigmoid(k_i) - log sigmoid(k_f); then f' = sigmoid(-that), i' = sigmoid(that)
     diff = F.softplus(-k_f) - F.softplus(-k_i)
     log_f, log_i = -F.softplus(diff), -F.softplus(-diff)
-    return log_space_scan(log_f, log_i + log_g(k_h), state=state, chunk_size=chunk_size)
+    return log_space_scan(log_f, log_i + log_g(k_h), state=state, chunk_size=chunk_size, resets=resets)
