@@ -15,8 +15,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from mixerlab.errors import check, check_positive_int
+from mixerlab.layers.short_conv import ShortConv, load_legacy_conv_keys
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
-from mixerlab.ops.conv1d import causal_conv1d, causal_conv1d_recurrent, causal_conv1d_reference
 from mixerlab.ops.mlstm import mlstm_chunk, mlstm_recurrent, mlstm_reference
 from mixerlab.ops.slstm import slstm_recurrent, slstm_reference, slstm_sequential
 from mixerlab.registry import TOKEN_MIXERS
@@ -159,9 +159,10 @@ class SLSTM(TokenMixer):
     with ``i = exp(i~)``, ``f = sigmoid(f~)`` and the max-state stabiliser (state
     ``{"c", "n", "m", "h": [B, H, Dh]}``, plus ``"conv": [B, conv_size - 1, D]``; see
     :mod:`mixerlab.ops.slstm.reference`). As in the paper's sLSTM block, a causal convolution
-    (``conv_size = 4``; ``None`` disables it) with swish feeds the input and forget gates; the
-    output passes a per-head norm. Input weights are dense here (the authors use head-wise
-    blocks); an output projection makes the layer a drop-in mixer.
+    (``conv_size = 4``, ``nn.Conv1d``'s init as in the authors' code; ``None`` disables it) with
+    swish feeds the input and forget gates; the output passes a per-head norm. Input weights are
+    dense here (the authors use head-wise blocks); an output projection makes the layer a drop-in
+    mixer.
 
     The recurrent connections make the sLSTM inherently sequential (the paper trains it with a
     fused step loop), so the default ``"recurrent"`` mode computes the input projections for all
@@ -187,8 +188,8 @@ class SLSTM(TokenMixer):
         self.dim, self.num_heads, self.conv_size = dim, num_heads, conv_size
         H, Dh = num_heads, self.head_dim
         if conv_size is not None:
-            self.conv_weight = nn.Parameter(torch.randn(dim, conv_size) / conv_size**0.5)
-            self.conv_bias = nn.Parameter(torch.zeros(dim))
+            self.conv = ShortConv(dim, conv_size, activation="silu", owner=name)
+            load_legacy_conv_keys(self, "conv")
         self.if_proj = nn.Linear(dim, 2 * dim, bias=False)
         self.zo_proj = nn.Linear(dim, 2 * dim, bias=False)
         self.recurrent = nn.Parameter(torch.randn(H, Dh, 4, Dh) / Dh**0.5 * 0.5)
@@ -210,12 +211,8 @@ class SLSTM(TokenMixer):
         new_state: State = {}
         gate_in = x
         if self.conv_size is not None:
-            conv = causal_conv1d_reference if reference else causal_conv1d
-            if x.shape[1] == 1 and not reference:
-                conv = causal_conv1d_recurrent
             tail = None if state is None else state["conv"]
-            gate_in, new_state["conv"] = conv(x, self.conv_weight, self.conv_bias, tail)
-            gate_in = F.silu(gate_in)
+            gate_in, new_state["conv"] = self.conv(x, tail, reference=reference)
         H = self.num_heads
         wx_if = rearrange(self.if_proj(gate_in), "b t (g h d) -> b t h g d", g=2, h=H)
         wx_zo = rearrange(self.zo_proj(x), "b t (g h d) -> b t h g d", g=2, h=H)
@@ -238,10 +235,10 @@ class SLSTM(TokenMixer):
         cell = torch.zeros(batch_size, self.num_heads, self.head_dim, **f)
         state: State = {}
         if self.conv_size is not None:
-            state["conv"] = torch.zeros(batch_size, self.conv_size - 1, self.dim, **f)
+            state["conv"] = self.conv.init_state(batch_size, **f)
         state.update({"c": cell, "n": cell.clone(), "m": cell.clone(), "h": cell.clone()})
         return state
 
     def state_size(self, seq_len: int) -> int:
-        conv = 0 if self.conv_size is None else (self.conv_size - 1) * self.dim
+        conv = 0 if self.conv_size is None else self.conv.state_size()
         return 4 * self.dim + conv
