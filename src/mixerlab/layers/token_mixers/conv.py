@@ -14,8 +14,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from mixerlab.errors import ConfigError, check, check_positive_int
+from mixerlab.layers.short_conv import ShortConv, load_legacy_conv_keys
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
-from mixerlab.ops.conv1d import causal_conv1d, causal_conv1d_recurrent, causal_conv1d_reference
 from mixerlab.ops.diag_ssm import diag_ssm_conv, diag_ssm_outer_chunk, diag_ssm_recurrent, diag_ssm_reference
 from mixerlab.ops.long_conv import long_conv_fft, long_conv_recurrent, long_conv_reference
 from mixerlab.ops.precision import widen
@@ -139,8 +139,8 @@ class Hyena(TokenMixer):
         self.dim, self.order, self.conv_size, self.max_len = dim, order, conv_size, max_len
         width = (order + 1) * dim
         self.in_proj = nn.Linear(dim, width, bias=bias)
-        self.conv_weight = nn.Parameter(torch.randn(width, conv_size) / math.sqrt(conv_size))
-        self.conv_bias = nn.Parameter(torch.zeros(width)) if bias else None
+        self.conv = ShortConv(width, conv_size, bias=bias, owner=name)
+        load_legacy_conv_keys(self, "conv")
         self.filter = HyenaFilter(order * dim, filter_emb_dim, filter_dim, filter_depth, max_len)
         self.skip = nn.Parameter(torch.randn(order, dim))
         self.out_proj = nn.Linear(dim, dim, bias=bias)
@@ -157,12 +157,7 @@ class Hyena(TokenMixer):
                 "hyena", "sequence length", past + T, f"the implicit filters end at max_len={self.max_len}"
             )
         conv_tail = None if state is None else state["conv"]
-        proj = self.in_proj(x)
-        if T == 1 and state is not None:
-            conv_op = causal_conv1d_recurrent
-        else:
-            conv_op = causal_conv1d_reference if self.mode == "reference" else causal_conv1d
-        u, conv_tail = conv_op(proj, self.conv_weight, self.conv_bias, conv_tail)
+        u, conv_tail = self.conv(self.in_proj(x), conv_tail, reference=self.mode == "reference")
         u = rearrange(u, "b t (n d) -> b t n d", n=N + 1)
         v, gates = u[:, :, 0], u[:, :, 1:]  # [B, T, D], [B, T, N, D]
         h = rearrange(self.filter(past + T, x.device, x.dtype), "l (n d) -> l n d", n=N)
@@ -188,13 +183,13 @@ class Hyena(TokenMixer):
         f = self._factory(device, dtype)
         N, D = self.order, self.dim
         return {
-            "conv": torch.zeros(batch_size, self.conv_size - 1, (N + 1) * D, **f),
+            "conv": self.conv.init_state(batch_size, **f),
             "history": torch.zeros(batch_size, 0, N, D, **f),
         }
 
     def state_size(self, seq_len: int) -> int:
         N, D = self.order, self.dim
-        return (self.conv_size - 1) * (N + 1) * D + seq_len * N * D
+        return self.conv.state_size() + seq_len * N * D
 
 
 @TOKEN_MIXERS.register(
@@ -225,10 +220,11 @@ class H3(TokenMixer):
     the state is fixed: ``{"shift": [B, W-1, D], "ssm": [B, H, K*K, M, 2]}`` (real and imaginary
     parts of ``M = state_dim // 2`` complex modes). ``num_heads=None`` means head size 1
     (``H = D``), the authors' default; their shift SSM has ``W = 64`` taps (its state size), which
-    is ``conv_size``'s default here. Modes: ``"auto"`` (default: ``"chunk"`` for heads of
-    ``K >= 16``, else ``"fft"``), ``"chunk"`` (chunks of ``chunk_size`` tokens, a Toeplitz-masked
-    ``q k^T`` inside a chunk and the SSM state across chunks, never forming the ``K*K`` channels;
-    see :mod:`mixerlab.ops.diag_ssm.outer_chunk`), ``"fft"`` (the paper's FFT convolution over
+    is ``conv_size``'s default here (a :class:`~mixerlab.layers.short_conv.ShortConv` without
+    bias). Modes: ``"auto"`` (default: ``"chunk"`` for heads of ``K >= 16``, else ``"fft"``),
+    ``"chunk"`` (chunks of ``chunk_size`` tokens, a Toeplitz-masked ``q k^T`` inside a chunk and
+    the SSM state across chunks, never forming the ``K*K`` channels; see
+    :mod:`mixerlab.ops.diag_ssm.outer_chunk`), ``"fft"`` (the paper's FFT convolution over
     the ``K*K`` channels) and ``"reference"`` (per-step recurrences). Measured forward+backward at
     D=256, L=1024 (1 thread): K=64 chunk 12x faster than fft, K=16 1.2x, K=8 0.27x, K=4 0.09x.
     ``chunk_size=512`` keeps the time per token flat from L=1024 to 4096 (1024 is 10% faster at
@@ -264,7 +260,8 @@ class H3(TokenMixer):
         self.dim, self.num_heads, self.state_dim, self.conv_size = dim, num_heads, state_dim, conv_size
         H, M = num_heads, state_dim // 2
         self.qkv_proj = nn.Linear(dim, 3 * dim, bias=bias)
-        self.shift_weight = nn.Parameter(torch.randn(dim, conv_size) / math.sqrt(conv_size))
+        self.shift = ShortConv(dim, conv_size, bias=False, owner=name)
+        load_legacy_conv_keys(self, "shift")
         self.log_dt = nn.Parameter(torch.empty(H).uniform_(math.log(1e-3), math.log(1e-1)))
         self.log_neg_a_real = nn.Parameter(torch.full((H, M), math.log(0.5)))
         self.a_imag = nn.Parameter(math.pi * torch.arange(M, dtype=torch.float32).repeat(H, 1))
@@ -287,11 +284,8 @@ class H3(TokenMixer):
         T, H = x.shape[1], self.num_heads
         q, k, v = rearrange(self.qkv_proj(x), "b t (three d) -> three b t d", three=3)
         step = T == 1 and state is not None
-        if step:
-            shift_op = causal_conv1d_recurrent
-        else:
-            shift_op = causal_conv1d_reference if self.mode == "reference" else causal_conv1d
-        k, shift_tail = shift_op(k, self.shift_weight, None, None if state is None else state["shift"])
+        shift_tail = None if state is None else state["shift"]
+        k, shift_tail = self.shift(k, shift_tail, reference=self.mode == "reference")
         dtA, dB, C = self._ssm_params()
         # the SSM runs in float32 for half layers, the projections around it in the layer's dtype
         q, k, v, skip = widen(q, k, v, self.skip)
@@ -324,10 +318,10 @@ class H3(TokenMixer):
         f = self._factory(device, dtype)
         K, M = self.head_dim, self.state_dim // 2
         return {
-            "shift": torch.zeros(batch_size, self.conv_size - 1, self.dim, **f),
+            "shift": self.shift.init_state(batch_size, **f),
             "ssm": torch.zeros(batch_size, self.num_heads, K * K, M, 2, **f),
         }
 
     def state_size(self, seq_len: int) -> int:
         K = self.head_dim
-        return (self.conv_size - 1) * self.dim + self.num_heads * K * K * self.state_dim
+        return self.shift.state_size() + self.num_heads * K * K * self.state_dim
