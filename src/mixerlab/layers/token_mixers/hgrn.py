@@ -12,7 +12,12 @@ from torch import Tensor, nn
 
 from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer
-from mixerlab.ops.linear_scan import linear_scan_chunk, linear_scan_recurrent, linear_scan_reference
+from mixerlab.ops.linear_scan import (
+    linear_scan_chunk,
+    linear_scan_packed,
+    linear_scan_recurrent,
+    linear_scan_reference,
+)
 from mixerlab.ops.precision import wide_dtype, widen
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -60,6 +65,7 @@ class HGRN(TokenMixer):
     """
 
     modes = ("scan", "reference")
+    packed = "native"
 
     def __init__(self, dim: int, lower_bound: float = 0.0, chunk_size: int = 64, bias: bool = True) -> None:
         super().__init__()
@@ -107,10 +113,29 @@ class HGRN(TokenMixer):
             h = last[:, None]
         else:
             h, last = linear_scan_chunk(*self.recurrence(x), h0, chunk_size=self.chunk_size)
+        # the state stays in the scan's dtype (float32 for half layers): it is carried indefinitely
+        return self._readout(x, h), {"h": torch.view_as_real(last)}
+
+    def forward_packed(
+        self, x: Tensor, cu_seqlens: Tensor, *, states: list[State] | None = None
+    ) -> tuple[Tensor, list[State]]:
+        """Packed documents (see :meth:`TokenMixer.forward_packed`) in one scan whose decay is 0 at
+        each document start (:func:`linear_scan_packed`). Mode ``reference`` runs each alone."""
+        lengths = self._check_packed(x, cu_seqlens, states)
+        if self.mode == "reference":
+            return self._forward_split(x, lengths, states)
+        h0 = None
+        if states is not None:
+            h0 = torch.cat([s["h"] for s in states]).to(wide_dtype(x.dtype))
+            h0 = torch.view_as_complex(h0.contiguous())  # [N, D]
+        h, last = linear_scan_packed(*self.recurrence(x), lengths, h0, chunk_size=self.chunk_size)
+        return self._readout(x, h), [{"h": h_n} for h_n in torch.view_as_real(last).split(1)]
+
+    def _readout(self, x: Tensor, h: Tensor) -> Tensor:
+        """``o_t = W_o LayerNorm(g_t * [Re h_t, Im h_t])`` from the states ``h: [B, T, D]`` complex."""
         gate = torch.sigmoid(self.gate_proj(x))
         o = self.norm(gate * rearrange(torch.view_as_real(h), "b t d two -> b t (d two)").to(x.dtype))
-        # the state stays in the scan's dtype (float32 for half layers): it is carried indefinitely
-        return self.out_proj(o), {"h": torch.view_as_real(last)}
+        return self.out_proj(o)
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
         return {"h": torch.zeros(batch_size, self.dim, 2, **self._factory(device, dtype))}
