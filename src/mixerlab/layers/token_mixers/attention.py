@@ -1,5 +1,10 @@
 """Softmax attention token mixers: ``attention`` (global, causal) and ``sliding_window`` (local).
 
+Both are natively non-causal (``noncausal = "native"``): built with ``causal=False`` they drop the
+causal mask (``sliding_window``: a symmetric window), honour a padding mask ``[B, T]`` as a key
+mask, and carry no state (``state=`` is an error, the returned state is ``{}``, ``state_size`` is
+0): decoding has no meaning when every token reads the tokens after it.
+
 Shapes: ``x: [B, T, D]``; queries ``[B, T, H, K]``; keys/values ``[B, T, G, K]`` with ``G`` key/value
 heads (grouped-query attention, arXiv:2305.13245); rotary positions (arXiv:2104.09864).
 """
@@ -13,6 +18,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from mixerlab.errors import check, check_divisible, check_positive_int
+from mixerlab.layers.noncausal import check_padding_mask, reject_state
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
 from mixerlab.ops.attention import (
     attention_local_chunk,
@@ -27,6 +33,7 @@ from mixerlab.registry import TOKEN_MIXERS
 
 class _SoftmaxAttention(TokenMixer):
     modes = ("sdpa", "reference")
+    noncausal = "native"
 
     def __init__(
         self,
@@ -38,9 +45,13 @@ class _SoftmaxAttention(TokenMixer):
         rotary_base: float | None,
         bias: bool,
         window: int | None,
+        causal: bool = True,
     ) -> None:
         super().__init__()
         self.head_dim = resolve_heads(name, dim, num_heads, head_dim)
+        check(isinstance(causal, bool), name, "causal", causal, "expected a bool")
+        # Per instance: the causal form rejects a padding mask, the non-causal one reads it.
+        self.causal, self.supports_mask, self._owner = causal, not causal, name
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
         check_positive_int(name, "num_kv_heads", num_kv_heads)
         check_divisible(name, "num_heads", num_heads, "num_kv_heads", num_kv_heads)
@@ -74,20 +85,31 @@ class _SoftmaxAttention(TokenMixer):
         q_tables = (cos[past:], sin[past:])
         return rotary(q, positions[past:], tables=q_tables), rotary(k, positions, tables=(cos, sin))
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, x: Tensor) -> Tensor:
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        options = {"window": self.window, "causal": self.causal, "key_mask": key_mask}
         if self.mode == "reference":
-            o = attention_reference(q, k, v, window=self.window)
+            o = attention_reference(q, k, v, **options)
         elif self.mode == "chunk" and q.shape[1] > 1:
-            o = attention_local_chunk(q, k, v, window=self.window)
+            o = attention_local_chunk(q, k, v, **options)
         else:
-            o = attention_parallel(q, k, v, window=self.window)
+            o = attention_parallel(q, k, v, **options)
         return self.o_proj(rearrange(self._gate_heads(o, x), "b t h v -> b t (h v)"))
 
     def _gate_heads(self, o: Tensor, x: Tensor) -> Tensor:
         """Hook on the heads' outputs ``o: [B, T, H, V]`` before the output projection."""
         return o
 
+    def _forward_noncausal(self, x: Tensor, state: State | None, mask: Tensor | None) -> tuple[Tensor, State]:
+        """Every query reads every key (within the symmetric window), padded keys hidden by ``mask``."""
+        reject_state(self._owner, state)
+        check_padding_mask(self._owner, mask, x)
+        q, k, v = self._project(x)
+        q, k = self._rotate(q, k, 0)
+        return self._attend(q, k, v, x, key_mask=mask), {}
+
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
+        if not self.causal:
+            return {}
         empty = torch.zeros(batch_size, 0, self.num_kv_heads, self.head_dim, **self._factory(device, dtype))
         return {"k": empty, "v": empty.clone()}
 
@@ -111,6 +133,9 @@ class Attention(_SoftmaxAttention):
     ``q`` and ``k`` and ``num_kv_heads`` shared key/value heads (grouped-query attention). The
     state is the key/value cache ``{"k", "v": [B, S, G, K]}``; keys are cached after rotation, so
     the position of the next token is the cache length.
+
+    ``causal=False`` is the paper's encoder self-attention, ``o_t = sum_s softmax_s(...) v_s`` over
+    every position: no state (module docstring), and ``mask: [B, T]`` hides padded keys.
     """
 
     name: ClassVar[str] = "attention"  # the owner named in configuration errors
@@ -124,13 +149,18 @@ class Attention(_SoftmaxAttention):
         head_dim: int | None = None,
         rotary_base: float | None = 10000.0,
         bias: bool = False,
+        causal: bool = True,
     ) -> None:
-        super().__init__(self.name, dim, num_heads, num_kv_heads, head_dim, rotary_base, bias, window=None)
+        super().__init__(
+            self.name, dim, num_heads, num_kv_heads, head_dim, rotary_base, bias, window=None, causal=causal
+        )
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
     ) -> tuple[Tensor, State]:
         self._check_input(x, mask)
+        if not self.causal:
+            return self._forward_noncausal(x, state, mask)
         q, k, v = self._project(x)
         past = 0 if state is None else state["k"].shape[1]
         q, k = self._rotate(q, k, past)
@@ -147,6 +177,8 @@ class Attention(_SoftmaxAttention):
         if ``states`` gives one), and rotary positions restart at each document. Mode
         ``reference`` runs each document alone."""
         lengths = self._check_packed(x, cu_seqlens, states)
+        if not self.causal:
+            reject_state(self._owner, states)
         if self.mode == "reference":
             return self._forward_split(x, lengths, states)
         q, k, v = self._project(x)
@@ -173,9 +205,13 @@ class Attention(_SoftmaxAttention):
             causal=self.causal,
         )
         y = self.o_proj(rearrange(self._gate_heads(o, x), "b t h v -> b t (h v)"))
+        if not self.causal:  # no state non-causally (module docstring)
+            return y, [{} for _ in lengths]
         return y, [{"k": k_i, "v": v_i} for k_i, v_i in zip(ks, vs)]
 
     def state_size(self, seq_len: int) -> int:
+        if not self.causal:
+            return 0
         return 2 * seq_len * self.num_kv_heads * self.head_dim
 
 
@@ -195,6 +231,10 @@ class SlidingWindowAttention(_SoftmaxAttention):
     rotating by absolute position while keeping the state bounded (no position counter).
     Modes: ``chunk`` (blocks of ``window`` queries against ``2 * window`` keys, O(T w)), ``sdpa``
     (one banded mask, O(T^2)), ``reference``.
+
+    ``causal=False`` is Longformer's own (symmetric) local attention: each token reads the
+    ``window - 1`` tokens on each side of it and itself; ``chunk`` then reads ``3 * window`` keys per
+    block. No state (module docstring); ``mask: [B, T]`` hides padded keys.
     """
 
     modes = ("chunk", "sdpa", "reference")
@@ -208,16 +248,27 @@ class SlidingWindowAttention(_SoftmaxAttention):
         head_dim: int | None = None,
         rotary_base: float | None = 10000.0,
         bias: bool = False,
+        causal: bool = True,
     ) -> None:
         check_positive_int("sliding_window", "window", window)
         super().__init__(
-            "sliding_window", dim, num_heads, num_kv_heads, head_dim, rotary_base, bias, window=window
+            "sliding_window",
+            dim,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            rotary_base,
+            bias,
+            window=window,
+            causal=causal,
         )
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
     ) -> tuple[Tensor, State]:
         self._check_input(x, mask)
+        if not self.causal:
+            return self._forward_noncausal(x, state, mask)
         q, k_raw, v = self._project(x)
         if state is not None:
             k_raw = torch.cat([state["k"], k_raw], dim=1)
@@ -229,4 +280,6 @@ class SlidingWindowAttention(_SoftmaxAttention):
         return y, {"k": k_raw[:, start:], "v": v[:, start:]}
 
     def state_size(self, seq_len: int) -> int:
+        if not self.causal:
+            return 0
         return 2 * min(seq_len, self.window - 1) * self.num_kv_heads * self.head_dim

@@ -38,7 +38,9 @@ class GatedAttention(Attention):
 
     Everything else is :class:`Attention` (rotary, grouped-query heads, the key/value cache as
     state, modes ``"sdpa"`` and ``"reference"``). The gate reads the layer input of the same
-    token, so it needs no state of its own.
+    token, so it needs no state of its own, and the non-causal form (``causal=False``: every
+    position reads every other, no state, a padding mask hides padded keys) is Attention's with the
+    same gate.
     """
 
     name: ClassVar[str] = "gated_attention"

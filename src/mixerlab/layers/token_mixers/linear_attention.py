@@ -2,7 +2,9 @@
 
 All three are the gated linear attention op of :mod:`mixerlab.ops.linear_attention`
 (``S_t = diag(a_t) S_{t-1} + k_t^T v_t``, ``o_t = q_t S_t``) with a different decay ``a_t``: none,
-a fixed scalar per head, or a data-dependent vector over key channels.
+a fixed scalar per head, or a data-dependent vector over key channels. ``linear_attention`` also
+has its paper's non-causal form (``causal=False``, sums over the whole sequence); ``retention``
+and ``gla`` mix non-causally through the bidirectional wrapper (their decays define no other).
 
 Shapes: ``x: [B, T, D]``; queries/keys ``[B, T, H, K]``; values ``[B, T, H, V]``; state
 ``S: [B, H, K, V]`` (plus ``z: [B, H, K]``, the running key sum, when normalised).
@@ -18,9 +20,12 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from mixerlab.errors import check, check_choice, check_positive_int
+from mixerlab.layers.noncausal import check_padding_mask, reject_state
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
 from mixerlab.ops.linear_attention import (
     linear_attention_chunk,
+    linear_attention_noncausal_parallel,
+    linear_attention_noncausal_reference,
     linear_attention_recurrent,
     linear_attention_reference,
 )
@@ -174,7 +179,14 @@ class LinearAttention(_LinearAttentionBase):
     ``feature_dim`` (default 16, Based's) channels per head. ``identity`` needs ``normalize=False``:
     its denominator can be zero. ``eps = 1e-6`` as in the authors' code. The normaliser is carried as
     an extra value column of ones, so the state is ``{"S": [B, H, K, V], "z": [B, H, K]}``.
+
+    ``causal=False`` is the paper's non-causal form (eq. 4-6): every query reads the sums over the
+    whole sequence, ``o_t = phi(q_t) S_T / (phi(q_t) . z_T + eps)``, computed in one pass in every
+    mode but ``reference`` (a loop). It carries no state (``state=`` is an error, the returned state
+    is ``{}``, ``state_size`` is 0) and ``mask: [B, T]`` drops padded keys from both sums.
     """
+
+    noncausal = "native"
 
     def __init__(
         self,
@@ -186,10 +198,14 @@ class LinearAttention(_LinearAttentionBase):
         normalize: bool = True,
         chunk_size: int = 64,
         bias: bool = False,
+        causal: bool = True,
     ) -> None:
         super().__init__()
         name = "linear_attention"
         self.head_dim = resolve_heads(name, dim, num_heads, head_dim)
+        check(isinstance(causal, bool), name, "causal", causal, "expected a bool")
+        # Per instance: the causal form rejects a padding mask, the non-causal one reads it.
+        self.causal, self.supports_mask = causal, not causal
         check_choice(name, "feature_map", feature_map, FEATURE_MAPS)
         check(isinstance(normalize, bool), name, "normalize", normalize, "expected a bool")
         check(
@@ -216,6 +232,8 @@ class LinearAttention(_LinearAttentionBase):
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
     ) -> tuple[Tensor, State]:
         self._check_input(x, mask)
+        if not self.causal:
+            return self._forward_noncausal(x, state, mask)
         if state is None:
             state = self.init_state(x.shape[0], device=x.device, dtype=x.dtype)
         q, k, v = feature_qkv(x, self.qk_proj, self.v_proj, self.num_heads, self.feature_map)
@@ -230,13 +248,36 @@ class LinearAttention(_LinearAttentionBase):
             new_state = {"S": S}
         return self.o_proj(rearrange(o, "b t h v -> b t (h v)")), new_state
 
+    def _forward_noncausal(self, x: Tensor, state: State | None, mask: Tensor | None) -> tuple[Tensor, State]:
+        reject_state("linear_attention", state)
+        check_padding_mask("linear_attention", mask, x)
+        q, k, v = feature_qkv(x, self.qk_proj, self.v_proj, self.num_heads, self.feature_map)
+        if mask is not None:  # a zero key adds nothing to S or z
+            k = k * mask[:, :, None, None].to(k.dtype)
+        op = (
+            linear_attention_noncausal_reference
+            if self.mode == "reference"
+            else linear_attention_noncausal_parallel
+        )
+        if self.normalize:
+            # A column of ones among the values makes the last output column q_t . z_T.
+            o = op(q, k, torch.cat([v, torch.ones_like(v[..., :1])], dim=-1))
+            o = o[..., :-1] / (o[..., -1:] + self.eps)
+        else:
+            o = op(q * self.feature_dim**-0.5, k, v)
+        return self.o_proj(rearrange(o, "b t h v -> b t (h v)")), {}
+
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
+        if not self.causal:
+            return {}
         state = super().init_state(batch_size, device=device, dtype=dtype)
         if self.normalize:
             state["z"] = state["S"].new_zeros(batch_size, self.num_heads, self.key_dim)
         return state
 
     def state_size(self, seq_len: int) -> int:
+        if not self.causal:
+            return 0
         return self.num_heads * self.key_dim * (self.value_dim + int(self.normalize))
 
 

@@ -4,6 +4,10 @@ Shapes as in :mod:`mixerlab.ops.attention.reference`. The (position-aligned) seq
 blocks of ``window`` positions; the queries of block ``i`` can only see keys of blocks ``i - 1``
 and ``i``, so each block attends to ``2 * window`` keys under a fixed band mask. A cached prefix
 (``Tk > Tq``) is handled by giving the cached positions dummy queries whose outputs are dropped.
+
+With ``causal=False`` the window is symmetric (``|t - s| < window``, as in the reference), so the
+queries of block ``i`` read blocks ``i - 1``, ``i`` and ``i + 1``: ``3 * window`` keys under a band
+mask, still O(T w). ``key_mask`` (non-causal only) hides padded keys as in the reference.
 """
 
 from __future__ import annotations
@@ -18,9 +22,20 @@ from mixerlab.ops.attention.parallel import attention_parallel
 
 
 def attention_local_chunk(
-    q: Tensor, k: Tensor, v: Tensor, *, window: int, scale: float | None = None
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    window: int,
+    scale: float | None = None,
+    causal: bool = True,
+    key_mask: Tensor | None = None,
 ) -> Tensor:
     Tq, Tk = q.shape[1], k.shape[1]
+    if not causal:
+        return _symmetric_local_chunk(q, k, v, window=window, scale=scale, key_mask=key_mask)
+    if key_mask is not None:
+        raise ValueError("key_mask is only supported with causal=False")
     if Tk <= 2 * window:  # a single pair of blocks: the masked dense form is as cheap
         return attention_parallel(q, k, v, scale=scale, window=window)
     W, offset = window, Tk - Tq
@@ -47,3 +62,40 @@ def attention_local_chunk(
     )
     o = rearrange(o, "(b n) h w d -> b (n w) h d", n=n)
     return o[:, offset : offset + Tq]
+
+
+def _symmetric_local_chunk(
+    q: Tensor, k: Tensor, v: Tensor, *, window: int, scale: float | None, key_mask: Tensor | None
+) -> Tensor:
+    """Non-causal local attention, ``|t - s| < window``, in blocks of ``window`` queries."""
+    B, T = q.shape[:2]
+    if k.shape[1] != T:
+        raise ValueError(
+            f"non-causal attention reads queries and keys at the same positions; {T=} {k.shape[1]=}"
+        )
+    if q.shape[1] <= 3 * window:  # one block triple covers everything: the masked dense form is as cheap
+        return attention_parallel(q, k, v, scale=scale, window=window, causal=False, key_mask=key_mask)
+    W = window
+    n = -(-T // W)
+    tail = n * W - T
+    real = torch.ones(B, T, dtype=torch.bool, device=q.device) if key_mask is None else key_mask
+    # One block of padding keys on each side; padding keys are never read (real = False there).
+    q = F.pad(q, (0, 0, 0, 0, 0, tail))
+    k, v = (F.pad(t, (0, 0, 0, 0, W, tail + W)) for t in (k, v))
+    real = F.pad(real, (W, tail + W), value=False)
+    qb = rearrange(q, "b (n w) h d -> (b n) h w d", w=W)
+    kb, vb = (rearrange(t, "b (n w) g d -> b n w g d", w=W) for t in (k, v))
+    rb = rearrange(real, "b (n w) -> b n w", w=W)
+    # Keys of block i (padded blocks i, i + 1, i + 2): [B, n, 3W, G, D]; key m sits at i W + m - W.
+    k3, v3 = (torch.cat([t[:, :-2], t[:, 1:-1], t[:, 2:]], dim=2) for t in (kb, vb))
+    k3, v3 = (rearrange(t, "b n s g d -> (b n) g s d") for t in (k3, v3))
+    r3 = rearrange(torch.cat([rb[:, :-2], rb[:, 1:-1], rb[:, 2:]], dim=2), "b n s -> (b n) 1 1 s")
+    j = torch.arange(W, device=q.device)[:, None]
+    m = torch.arange(3 * W, device=q.device)[None, :]
+    band = (m - W - j).abs() < W  # key m is within the window of query j of the block
+    own = m - W == j  # every query keeps its own key (see the reference)
+    mask = (band & r3) | own  # [(B n), 1, W, 3W]
+    o = scaled_dot_product_attention(
+        qb, k3, v3, attn_mask=mask, scale=scale, enable_gqa=qb.shape[1] != k3.shape[1]
+    )
+    return rearrange(o, "(b n) h w d -> b (n w) h d", n=n)[:, :T]

@@ -7,7 +7,17 @@ Decays are passed as ``log_decay`` (``log a_t <= 0``).
 """
 
 from mixerlab.ops.linear_attention.chunk import linear_attention_chunk
+from mixerlab.ops.linear_attention.noncausal import (
+    linear_attention_noncausal_parallel,
+    linear_attention_noncausal_reference,
+)
 from mixerlab.ops.linear_attention.recurrent import linear_attention_recurrent
 from mixerlab.ops.linear_attention.reference import linear_attention_reference
 
-__all__ = ["linear_attention_chunk", "linear_attention_recurrent", "linear_attention_reference"]
+__all__ = [
+    "linear_attention_chunk",
+    "linear_attention_noncausal_parallel",
+    "linear_attention_noncausal_reference",
+    "linear_attention_recurrent",
+    "linear_attention_reference",
+]
