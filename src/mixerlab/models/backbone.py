@@ -67,11 +67,20 @@ class Backbone(nn.Module):
         return [block.mixer for block in self.blocks]
 
     def forward(
-        self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
+        self,
+        x: Tensor,
+        *,
+        state: State | None = None,
+        mask: Tensor | None = None,
+        cu_seqlens: Tensor | None = None,
     ) -> tuple[Tensor, State]:
+        """With ``cu_seqlens: [N+1]`` (documents packed into ``x: [1, T_total, D]``, see
+        ``TokenMixer.forward_packed``) each layer's state is a list of ``N`` per-document states
+        (batch size 1): ``{"0": [state_doc0, ...], "1": [...], ...}``, and so is ``state``."""
         new_state: State = {}
         for i, block in enumerate(self.blocks):
-            x, new_state[str(i)] = block(x, state=None if state is None else state[str(i)], mask=mask)
+            layer_state = None if state is None else state[str(i)]
+            x, new_state[str(i)] = block(x, state=layer_state, mask=mask, cu_seqlens=cu_seqlens)
         return self.norm(x), new_state
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
