@@ -18,7 +18,22 @@ from mixerlab.errors import ConfigError
 from mixerlab.layers.block import Block
 from mixerlab.layers.token_mixers.base import State, TokenMixer, set_mode, state_numel
 from mixerlab.models.backbone import Backbone
-from mixerlab.registry import CHANNEL_MIXERS, MODELS, NORMS, TASKS, TOKEN_MIXERS
+from mixerlab.models.model import Model, compose
+from mixerlab.registry import (
+    CHANNEL_MIXERS,
+    HEADS,
+    METHODS,
+    MODELS,
+    NORMS,
+    OBJECTIVES,
+    STEMS,
+    TASKS,
+    TOKEN_MIXERS,
+    TRANSFORMS,
+)
+from mixerlab.train import methods as _methods  # noqa: F401  (registers the training methods)
+from mixerlab.train import objectives as _objectives  # noqa: F401  (registers the objectives)
+from mixerlab.train import transforms as _transforms  # noqa: F401  (registers the transforms)
 
 __version__ = "0.1.0"
 
@@ -67,23 +82,50 @@ def list_tasks(pattern: str | None = None) -> list[str]:
     return TASKS.list(pattern)
 
 
+def list_stems(pattern: str | None = None) -> list[str]:
+    return STEMS.list(pattern)
+
+
+def list_heads(pattern: str | None = None) -> list[str]:
+    return HEADS.list(pattern)
+
+
+def list_objectives(pattern: str | None = None) -> list[str]:
+    return OBJECTIVES.list(pattern)
+
+
+def list_methods(pattern: str | None = None) -> list[str]:
+    return METHODS.list(pattern)
+
+
+def list_transforms(pattern: str | None = None) -> list[str]:
+    return TRANSFORMS.list(pattern)
+
+
 __all__ = [
     "Backbone",
     "Block",
     "ConfigError",
+    "Model",
     "State",
     "TokenMixer",
     "__version__",
+    "compose",
     "create_channel_mixer",
     "create_model",
     "create_norm",
     "create_task",
     "create_token_mixer",
     "list_channel_mixers",
+    "list_heads",
+    "list_methods",
     "list_models",
     "list_norms",
+    "list_objectives",
+    "list_stems",
     "list_tasks",
     "list_token_mixers",
+    "list_transforms",
     "set_mode",
     "state_numel",
 ]

@@ -102,8 +102,8 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted
 def test_nan_loss_stops_the_run_with_a_message():
     trainer = Trainer(tiny_config(), progress=False)
     with torch.no_grad():
-        trainer.model.embed.weight[0, 0] = float("nan")
-        trainer.model.embed.weight.fill_(float("nan"))
+        trainer.model.stem.weight[0, 0] = float("nan")
+        trainer.model.stem.weight.fill_(float("nan"))
     result = trainer.fit()
     assert result.status == "diverged" and "loss became nan" in result.message
     assert result.steps == 0

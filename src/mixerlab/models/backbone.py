@@ -1,5 +1,10 @@
 """A stack of residual blocks, possibly with a different token mixer per layer (a hybrid).
 
+``mixing`` is what the model needs from every mixer (``"causal"`` for a language model,
+``"noncausal"`` for images and tables, ``"2d"`` for a scan over an image's patch grid; see
+:mod:`mixerlab.layers.mixing`), given as a name or a spec dict such as
+``{"name": "noncausal", "combine": "gate"}``. A mixer that cannot mix that way is a clear error.
+
 Shapes: ``x: [B, T, D] -> [B, T, D]``. The state of a backbone is a dict from layer index (as a
 string) to that layer's mixer state, so it is a state like any other (see ``state_numel``).
 """
@@ -10,10 +15,11 @@ from torch import Tensor, nn
 
 from mixerlab.errors import ConfigError, check_positive_int
 from mixerlab.layers.block import Block
+from mixerlab.layers.mixing import make_mixer, mixer_class
 from mixerlab.layers.sharing import sharing_scope
-from mixerlab.layers.spec import Spec, build
+from mixerlab.layers.spec import Spec, build, split_spec
 from mixerlab.layers.token_mixers.base import State, TokenMixer
-from mixerlab.registry import CHANNEL_MIXERS, NORMS, TOKEN_MIXERS
+from mixerlab.registry import CHANNEL_MIXERS, NORMS
 
 
 def schedule(field: str, spec: Spec | list[Spec], depth: int) -> list[Spec]:
@@ -41,22 +47,41 @@ class Backbone(nn.Module):
         mixer: Spec | list[Spec] = "attention",
         channel_mixer: Spec | list[Spec] = "swiglu",
         norm: Spec = "rmsnorm",
+        mixing: Spec = "causal",
+        grid: tuple[int, int] | None = None,
+        num_prefix_tokens: int = 0,
     ) -> None:
         super().__init__()
         check_positive_int("backbone", "dim", dim)
         check_positive_int("backbone", "depth", depth)
         self.dim, self.depth = dim, depth
+        self.mixing, mixing_options = split_spec(mixing, "mixing")
+        if self.mixing == "2d":
+            # The scan wrapper needs the patch grid of the stem.
+            mixing_options = {"grid": grid, "num_prefix_tokens": num_prefix_tokens, **mixing_options}
         mixers = schedule("mixer", mixer, depth)
         channels = schedule("channel_mixer", channel_mixer, depth)
+        for spec in mixers:
+            if self.mixing == "causal" and not getattr(mixer_class(spec), "causal", True):
+                raise ConfigError(
+                    split_spec(spec, "token mixer")[0],
+                    "mixing",
+                    "causal",
+                    "this mixer is non-causal only; use it in a model with mixing 'noncausal'",
+                )
         # Layers of this model may share modules (WideNet); layers of two models never do.
         with sharing_scope():
-            self.blocks = nn.ModuleList(self._block(dim, m, c, norm) for m, c in zip(mixers, channels))
+            self.blocks = nn.ModuleList(
+                self._block(dim, m, c, norm, self.mixing, mixing_options) for m, c in zip(mixers, channels)
+            )
         self.norm = build(NORMS, norm, dim=dim)
 
     @staticmethod
-    def _block(dim: int, mixer: Spec, channel_mixer: Spec, norm: Spec) -> Block:
+    def _block(
+        dim: int, mixer: Spec, channel_mixer: Spec, norm: Spec, mixing: str, mixing_options: dict
+    ) -> Block:
         return Block(
-            mixer=build(TOKEN_MIXERS, mixer, dim=dim),
+            mixer=make_mixer(mixer, dim=dim, mixing=mixing, **mixing_options),
             channel_mixer=build(CHANNEL_MIXERS, channel_mixer, dim=dim),
             norm1=build(NORMS, norm, dim=dim),
             norm2=build(NORMS, norm, dim=dim),

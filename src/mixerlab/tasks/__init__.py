@@ -8,10 +8,10 @@ modules import only torch at import time; real-data loaders import their data so
 import importlib
 import pkgutil
 
-from mixerlab.tasks.base import Metrics, Task, TaskData, create_task, evaluate
+from mixerlab.tasks.base import TASK_KINDS, Metrics, Task, TaskData, create_task
 
 for _info in pkgutil.iter_modules(__path__):
     if not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")
 
-__all__ = ["Metrics", "Task", "TaskData", "create_task", "evaluate"]
+__all__ = ["TASK_KINDS", "Metrics", "Task", "TaskData", "create_task"]

@@ -1,14 +1,29 @@
-"""The task API: deterministic data as token sequences with per-position targets, and a metric.
+"""The task API: deterministic data of one *kind*, what a model needs from it, and its objective.
 
-Shapes: ``inputs, targets: [N, T]`` (int64); ``targets`` is ``-100`` wherever nothing is scored, so
-one causal language model (``logits: [N, T, V]``) serves every task. ``slices`` label each example
-(``[N]`` int64 per slice name, e.g. its number of key-value pairs or its length) so that the metric
-is reported overall and per slice.
+A task declares its ``kind`` and the inputs and outputs a model needs (:meth:`Task.model_io`):
 
-A task is built from keyword options (validated by its registry entry), exposes ``vocab_size``,
-and makes its training set and its evaluation sets from a seed: the same seed gives the same
-tensors, a different seed different ones. Evaluation sets are a list because their lengths may
-differ from each other (train short, test long).
+============  =================================  ===================  ===========================
+kind          inputs                             targets              model_io
+============  =================================  ===================  ===========================
+next_token    tokens ``[N, T]`` int64            ``[N, T]`` int64     ``vocab_size``
+classify      images ``[N, C, H, W]``, table     ``[N]`` int64        ``num_classes`` + the input's
+              ``{"numerical": [N, F], ...}``                          (``image_size``, ``in_chans``
+                                                                      / ``num_features``, ...)
+regress       a table, as above                  ``[N]`` float        ``num_outputs`` + the input's
+forecast      series ``[N, context, C]`` float   ``[N, horizon, C]``  ``context``, ``horizon``,
+                                                                      ``num_channels``
+============  =================================  ===================  ===========================
+
+For next-token tasks ``targets`` is ``-100`` wherever nothing is scored, so one causal language
+model (``logits: [N, T, V]``) serves every probe. ``slices`` label each example (``[N]`` int64
+per slice name, e.g. its number of key-value pairs, its length or its class) so that the metric
+is reported overall and per slice. The task's ``objective`` (a name in
+:data:`mixerlab.registry.OBJECTIVES`) gives the loss and the metric.
+
+A task is built from keyword options (validated by its registry entry) and makes its training,
+validation and evaluation sets from a seed: the same seed gives the same tensors, a different
+seed different ones. Evaluation sets are a list because their lengths may differ from each other
+(train short, test long).
 """
 
 from __future__ import annotations
@@ -20,46 +35,93 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mixerlab.errors import check
 from mixerlab.registry import TASKS
+
+TASK_KINDS = ("next_token", "classify", "regress", "forecast")
+Inputs = Tensor | dict[str, Tensor]
 
 IGNORE = -100
 
 
 @dataclass
 class TaskData:
-    """``inputs, targets: [N, T]`` and per-example slice labels ``{name: [N]}``."""
+    """``inputs`` (a tensor or a dict of tensors), ``targets`` and slice labels ``{name: [N]}``.
 
-    inputs: Tensor
+    Every tensor leads with the example dimension ``N``.
+    """
+
+    inputs: Inputs
     targets: Tensor
     slices: dict[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.inputs.shape != self.targets.shape or self.inputs.dim() != 2:
-            raise ValueError(
-                f"inputs {tuple(self.inputs.shape)} and targets {tuple(self.targets.shape)} must be [N, T]"
-            )
+        n = self.targets.shape[0]
+        for name, tensor in _named_inputs(self.inputs):
+            if tensor.shape[0] != n:
+                raise ValueError(f"{name} has {tensor.shape[0]} examples, targets {n}")
+        tokens = isinstance(self.inputs, Tensor) and self.inputs.dtype == torch.long
+        # Token tasks: one target per position.
+        if tokens and (self.inputs.shape != self.targets.shape or self.inputs.dim() != 2):
+            shapes = f"inputs {tuple(self.inputs.shape)} and targets {tuple(self.targets.shape)}"
+            raise ValueError(f"{shapes} must be [N, T]")
         for name, labels in self.slices.items():
-            if labels.shape != (self.inputs.shape[0],):
+            if labels.shape != (n,):
                 raise ValueError(f"slice {name!r} has shape {tuple(labels.shape)}, expected [N]")
 
     def __len__(self) -> int:
-        return self.inputs.shape[0]
+        return self.targets.shape[0]
 
     @property
     def seq_len(self) -> int:
+        """Positions per example of a token task (``inputs: [N, T]``)."""
+        if not isinstance(self.inputs, Tensor) or self.inputs.dim() < 2:
+            raise TypeError("seq_len is defined for token inputs [N, T]")
         return self.inputs.shape[1]
+
+    def select(self, index: Tensor | slice) -> TaskData:
+        """The examples at ``index`` (a slice or an index tensor), with their slice labels."""
+        return TaskData(
+            inputs=map_inputs(self.inputs, lambda t: t[index]),
+            targets=self.targets[index],
+            slices={k: v[index] for k, v in self.slices.items()},
+        )
+
+    def batch(self, index: Tensor | slice, device: torch.device | str = "cpu") -> dict[str, Any]:
+        """``{"inputs": ..., "targets": ...}`` for the examples at ``index``, on ``device``."""
+        return {
+            "inputs": map_inputs(self.inputs, lambda t: t[index].to(device)),
+            "targets": self.targets[index].to(device),
+        }
 
     @staticmethod
     def concat(parts: list[TaskData]) -> TaskData:
-        """Stack examples of equal length (slices must carry the same names)."""
+        """Stack examples of equal shape (inputs and slices must carry the same names)."""
+        first = parts[0].inputs
+        if isinstance(first, Tensor):
+            inputs: Inputs = torch.cat([p.inputs for p in parts])
+        else:
+            inputs = {k: torch.cat([p.inputs[k] for p in parts]) for k in first}
         return TaskData(
-            inputs=torch.cat([p.inputs for p in parts]),
+            inputs=inputs,
             targets=torch.cat([p.targets for p in parts]),
             slices={k: torch.cat([p.slices[k] for p in parts]) for k in parts[0].slices},
         )
+
+
+def map_inputs(inputs: Inputs, fn) -> Inputs:
+    """Apply ``fn`` to the tensor, or to every tensor of a dict of inputs."""
+    if isinstance(inputs, Tensor):
+        return fn(inputs)
+    return {k: fn(v) for k, v in inputs.items()}
+
+
+def _named_inputs(inputs: Inputs) -> list[tuple[str, Tensor]]:
+    if isinstance(inputs, Tensor):
+        return [("inputs", inputs)]
+    return [(f"inputs[{k!r}]", v) for k, v in inputs.items()]
 
 
 @dataclass
@@ -86,37 +148,52 @@ class Metrics:
 
 
 class Task:
-    """Base class of tasks. Subclasses set ``vocab_size`` and implement the two data methods.
+    """Base class of tasks. Subclasses set ``kind``, ``objective`` and implement the data methods.
 
-    The default metric is accuracy over scored positions; a task with another metric overrides
-    :meth:`score` (per-example numerator and denominator, so that slices aggregate exactly).
+    ``model_io()`` is what a model builder needs from the task (a next-token task's default is its
+    ``vocab_size``); ``val_data`` is ``None`` for tasks without a validation split.
     """
 
-    metric: ClassVar[str] = "accuracy"
-    higher_is_better: ClassVar[bool] = True
+    kind: ClassVar[str] = "next_token"
+    # A name in OBJECTIVES: the loss, the metric and whether higher is better.
+    objective: ClassVar[str] = "cross_entropy"
     vocab_size: int
     # Filled by create_task: every option with its default, stored with each result.
     options: dict[str, Any]
 
+    def model_io(self) -> dict[str, Any]:
+        """Keyword arguments a model builder takes from this task (e.g. ``{"vocab_size": 32}``)."""
+        return {"vocab_size": self.vocab_size}
+
     def train_data(self, seed: int) -> TaskData:
         raise NotImplementedError
+
+    def val_data(self, seed: int) -> TaskData | None:
+        return None
 
     def eval_data(self, seed: int) -> list[TaskData]:
         raise NotImplementedError
 
     @property
     def train_seq_len(self) -> int:
+        """Tokens per training example as the model sees them (patches, features, positions)."""
         raise NotImplementedError
 
     @property
     def eval_seq_lens(self) -> list[int]:
         return [self.train_seq_len]
 
-    def score(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-example ``(numerator, denominator)``; the metric is ``sum(num) / sum(den)``."""
-        scored = targets != IGNORE
-        correct = (logits.argmax(-1) == targets) & scored
-        return correct.sum(-1).double(), scored.sum(-1).double()
+    @property
+    def metric(self) -> str:
+        from mixerlab.registry import OBJECTIVES
+
+        return OBJECTIVES.create(self.objective).metric
+
+    @property
+    def higher_is_better(self) -> bool:
+        from mixerlab.registry import OBJECTIVES
+
+        return OBJECTIVES.create(self.objective).higher_is_better
 
 
 def derive_seed(seed: int, *salt: object) -> int:
@@ -149,45 +226,3 @@ def create_task(name: str, /, **options: Any) -> Task:
     bound.apply_defaults()
     task.options = {k: (list(v) if isinstance(v, tuple) else v) for k, v in bound.arguments.items()}
     return task
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    task: Task,
-    data: list[TaskData],
-    *,
-    batch_size: int = 256,
-    device: torch.device | str = "cpu",
-    bf16: bool = False,
-) -> Metrics:
-    """The task metric of ``model`` on ``data``, overall and per slice."""
-    was_training = model.training
-    model.eval()
-    nums, dens, slices = [], [], {}
-    try:
-        for part in data:
-            for start in range(0, len(part), batch_size):
-                inputs = part.inputs[start : start + batch_size].to(device)
-                targets = part.targets[start : start + batch_size].to(device)
-                with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-                    logits, _ = model(inputs)
-                num, den = task.score(logits.float(), targets)
-                nums.append(num.cpu())
-                dens.append(den.cpu())
-            for key, labels in part.slices.items():
-                slices.setdefault(key, []).append(labels)
-    finally:
-        model.train(was_training)
-    num, den = torch.cat(nums), torch.cat(dens)
-    per_slice: dict[str, dict[str, float]] = {}
-    for key, parts in slices.items():
-        labels = torch.cat(parts)
-        per_slice[key] = {
-            str(int(v)): _ratio(num[labels == v].sum(), den[labels == v].sum()) for v in labels.unique()
-        }
-    return Metrics(task.metric, _ratio(num.sum(), den.sum()), task.higher_is_better, per_slice)
-
-
-def _ratio(num: Tensor, den: Tensor) -> float:
-    return float(num / den) if float(den) > 0 else float("nan")

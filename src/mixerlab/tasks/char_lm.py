@@ -18,7 +18,7 @@ from torch import Tensor
 
 from mixerlab.errors import check, check_choice, check_positive_int
 from mixerlab.registry import TASKS
-from mixerlab.tasks.base import IGNORE, Task, TaskData, generator
+from mixerlab.tasks.base import Task, TaskData, generator
 
 CORPORA = ("pydoc_topics", "sklearn_descr")
 VOCAB_SIZE = 128
@@ -62,7 +62,7 @@ class CharLM(Task):
     consecutive windows (at most ``max_test_chars`` characters are scored).
     """
 
-    metric = "bits_per_char"
+    objective = "bits_per_token"
     higher_is_better = False
 
     def __init__(
@@ -117,12 +117,3 @@ class CharLM(Task):
         inputs = test[: count * T].reshape(count, T)
         targets = test[1 : count * T + 1].reshape(count, T)
         return [TaskData(inputs, targets.clone())]
-
-    def score(self, logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-example (bits, characters): cross-entropy in base 2 summed over scored characters."""
-        scored = targets != IGNORE
-        nll = torch.nn.functional.cross_entropy(
-            logits.transpose(1, 2), targets.clamp_min(0), reduction="none"
-        )  # [N, T], nats
-        bits = (nll * scored).sum(-1).double() / math.log(2)
-        return bits, scored.sum(-1).double()

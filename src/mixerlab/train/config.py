@@ -93,12 +93,27 @@ class TrainConfig:
 
 
 @dataclass
+class MethodConfig:
+    """A registered training method (``standard``, ``gradient_noise``, ...) and its options."""
+
+    name: str = "standard"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class RunConfig:
-    """One training run: a model on a task with a training recipe."""
+    """One training run: a model on a task with a training recipe.
+
+    ``objective`` overrides the task's own (None keeps it); ``method`` is how the model learns;
+    ``transforms`` are ``{name, options, when}`` dicts applied before or after training.
+    """
 
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    transforms: list[dict[str, Any]] = field(default_factory=list)
+    objective: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -113,8 +128,16 @@ def to_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+# Fields added after runs were first stored: left out of a run's key while at their defaults, so a
+# run keeps the key (and its stored result) it had before they existed.
+_LATER_FIELDS = {"method": {"name": "standard", "options": {}}, "transforms": [], "objective": None}
+
+
 def config_key(config: Any) -> str:
-    text = json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
+    data = to_dict(config)
+    if isinstance(config, RunConfig):
+        data = {k: v for k, v in data.items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

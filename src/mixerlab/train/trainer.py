@@ -3,10 +3,15 @@
 AdamW with linear warm-up and cosine decay, gradient clipping, optional bf16 autocast, an
 evaluation after every epoch, early stop at a target metric, a checkpoint after every epoch (a
 killed run resumes from its last one and ends exactly where an uninterrupted run ends), and a
-guard that stops a run whose loss becomes NaN/inf with a message. Auxiliary losses reported by
-layers (see :mod:`mixerlab.layers.aux_loss`) are added to the task loss.
+guard that stops a run whose loss becomes NaN/inf with a message.
 
-Shapes: ``inputs, targets: [B, T]``; ``logits: [B, T, V]``.
+The parts: :func:`build_model` (the model of a config for a task), :func:`train_step` (one
+optimiser step through the training method's hooks, :mod:`mixerlab.train.methods`),
+:func:`~mixerlab.train.evaluate.evaluate` (the objective's metric, overall and per slice) and the
+checkpoint (:mod:`mixerlab.train.checkpoint`). Transforms (:mod:`mixerlab.train.transforms`)
+run before or after training.
+
+Shapes: a batch is ``{"inputs": Tensor | dict[str, Tensor], "targets": Tensor}``.
 """
 
 from __future__ import annotations
@@ -20,15 +25,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from mixerlab.layers.aux_loss import collect_aux_losses
-from mixerlab.registry import MODELS
-from mixerlab.tasks.base import IGNORE, Metrics, Task, create_task, evaluate
+from mixerlab.errors import ConfigError
+from mixerlab.layers.spec import split_spec
+from mixerlab.registry import BASELINES, HEADS, MODELS
+from mixerlab.tasks.base import Metrics, Task, create_task
 from mixerlab.train.checkpoint import load_checkpoint, save_checkpoint
 from mixerlab.train.config import ModelConfig, RunConfig, config_key, to_dict
+from mixerlab.train.evaluate import evaluate, objective_of
+from mixerlab.train.methods import TrainingMethod, create_method
 from mixerlab.train.schedules import warmup_cosine
+from mixerlab.train.transforms import create_transform
+
+# The head a task kind reads its prediction with, unless the model config names another.
+KIND_HEADS = {"next_token": "lm", "classify": "classify", "regress": "regress", "forecast": "forecast"}
 
 
 @dataclass
@@ -43,25 +54,73 @@ class TrainResult:
     train_seconds: float = 0.0
     train_cpu_seconds: float = 0.0
     train_tokens: int = 0
+    train_examples: int = 0
     message: str = ""
+    # What each transform reported (e.g. the sparsity reached) and the metric before "after" ones.
+    transforms: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def tokens_per_second(self) -> float:
         return self.train_tokens / self.train_seconds if self.train_seconds > 0 else float("nan")
 
+    @property
+    def examples_per_second(self) -> float:
+        return self.train_examples / self.train_seconds if self.train_seconds > 0 else float("nan")
 
-def build_model(config: ModelConfig, vocab_size: int) -> nn.Module:
-    """The model of ``config`` for a task with ``vocab_size`` tokens."""
+
+def build_model(config: ModelConfig, task: Task | int) -> nn.Module:
+    """The model of ``config`` for ``task`` (its kind and ``model_io()``; an int is a vocabulary size).
+
+    The head follows the task's kind unless ``config.options`` names one; a head that does not
+    read that kind (an LM head on an image task) is an error naming both.
+    """
+    if isinstance(task, int):
+        io, kind = {"vocab_size": task}, "next_token"
+    else:
+        io, kind = task.model_io(), task.kind
+    if config.name in BASELINES:
+        raise ConfigError(
+            "model", "name", config.name, "a baseline is fitted, not built (see bench/baselines)"
+        )
+    entry = MODELS.entry(config.name)
+    kinds = entry.meta.get("kinds")
+    if kinds is not None and kind not in kinds:
+        fits = [e.name for e in MODELS if kind in e.meta.get("kinds", ())]
+        raise ConfigError(
+            "model",
+            "name",
+            config.name,
+            f"it builds models for {list(kinds)} tasks; for a {kind!r} task use {fits}",
+        )
+    options = dict(config.options)
+    params = entry.parameters()
+    if "head" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        default = getattr(entry.builder, "keywords", {}).get("head")
+        head = options.pop("head", None)
+        if head is None:
+            head = default if default is not None and _head_kind(default) == kind else KIND_HEADS[kind]
+        if _head_kind(head) not in (None, kind):
+            raise ConfigError(
+                "model",
+                "head",
+                split_spec(head, "head")[0],
+                f"the task is of kind {kind!r}; its head is {KIND_HEADS[kind]!r}",
+            )
+        options["head"] = head
     return MODELS.create(
         config.name,
-        vocab_size=vocab_size,
+        **io,
         dim=config.dim,
         depth=config.depth,
         mixer=config.mixer,
         channel_mixer=config.channel_mixer,
         norm=config.norm,
-        **config.options,
+        **options,
     )
+
+
+def _head_kind(head: Any) -> str | None:
+    return HEADS.entry(split_spec(head, "head")[0]).meta.get("kind")
 
 
 def build_task(config: RunConfig) -> Task:
@@ -73,11 +132,38 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def train_step(
+    model: nn.Module,
+    batch: dict[str, Any],
+    *,
+    method: TrainingMethod,
+    objective,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    grad_clip: float | None,
+    bf16: bool,
+) -> torch.Tensor:
+    """One optimiser step through the method's hooks; returns the loss (not yet checked for NaN)."""
+    device_type = next(model.parameters()).device.type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+        loss, _ = method.loss(model, batch, objective, step)
+    if not torch.isfinite(loss):
+        return loss
+    optimizer.zero_grad(set_to_none=True)
+    method.backward(loss, model, step)
+    method.after_backward(model, step)
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    method.after_step(model, step)
+    return loss
+
+
 Callback = Callable[[dict[str, Any]], None]
 
 
 class Trainer:
-    """Train ``config.model`` on ``config.task`` with ``config.train``.
+    """Train ``config.model`` on ``config.task`` with ``config.train`` and ``config.method``.
 
     ``checkpoint_path`` (optional) is written after every epoch and read at start: a run whose
     config matches the checkpoint's continues from it. ``progress`` shows a tqdm bar.
@@ -98,11 +184,32 @@ class Trainer:
         self.on_epoch = on_epoch
         self.log = log or (lambda msg: None)
         self.task = build_task(config)
+        self.objective = objective_of(self.task, config.objective)
         self.device = torch.device(config.train.device)
         seed_everything(config.train.seed)
-        self.model = build_model(config.model, self.task.vocab_size).to(self.device)
+        self.transforms = [create_transform(spec) for spec in config.transforms]
+        self.method = create_method(config.method.name, config.method.options)
+        model = build_model(config.model, self.task).to(self.device)
+        self.transform_facts: list[dict[str, Any]] = []
+        for transform, when in self.transforms:
+            if when == "before":
+                model, facts = transform.apply(model)
+                self.transform_facts.append({"name": type(transform).__name__, "when": when, **facts})
+        self.model = self.method.wrap(model)
         self.train_data = self.task.train_data(config.task.seed)
         self.eval_data = self.task.eval_data(config.task.seed)
+
+    def evaluate(self) -> Metrics:
+        cfg = self.config.train
+        return evaluate(
+            self.model,
+            self.task,
+            self.eval_data,
+            batch_size=cfg.eval_batch_size,
+            device=self.device,
+            bf16=cfg.bf16,
+            objective=self.config.objective,
+        )
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -132,7 +239,6 @@ class Trainer:
         # CPU time of this process, resumed where the checkpoint left it; evaluation is not training.
         cpu_started = time.process_time() - result.train_cpu_seconds
         eval_cpu = 0.0
-        device_type = self.device.type
 
         def over_budget() -> bool:
             limit = cfg.max_cpu_seconds
@@ -148,16 +254,17 @@ class Trainer:
                 epoch_start = time.perf_counter()
                 losses = []
                 for i in range(steps_per_epoch):
-                    idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-                    inputs = data.inputs[idx].to(self.device)
-                    targets = data.targets[idx].to(self.device)
-                    with collect_aux_losses() as aux:
-                        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                            logits, _ = model(inputs)
-                        loss = F.cross_entropy(
-                            logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE
-                        )
-                        loss = loss + aux.total().to(loss.device)
+                    batch = data.batch(order[i * cfg.batch_size : (i + 1) * cfg.batch_size], self.device)
+                    loss = train_step(
+                        model,
+                        batch,
+                        method=self.method,
+                        objective=self.objective,
+                        optimizer=optimizer,
+                        step=result.steps,
+                        grad_clip=cfg.grad_clip,
+                        bf16=cfg.bf16,
+                    )
                     if not torch.isfinite(loss):
                         result.status = "diverged"
                         result.message = (
@@ -166,14 +273,10 @@ class Trainer:
                         )
                         self.log(result.message)
                         return result
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.grad_clip is not None:
-                        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    optimizer.step()
                     scheduler.step()
                     result.steps += 1
-                    result.train_tokens += inputs.numel()
+                    result.train_examples += len(batch["targets"])
+                    result.train_tokens += _tokens(batch, model)
                     losses.append(loss.detach())
                     bar.update(1)
                     if over_budget():
@@ -181,14 +284,7 @@ class Trainer:
                 result.train_seconds += time.perf_counter() - epoch_start
                 result.train_cpu_seconds = time.process_time() - cpu_started - eval_cpu
                 eval_started = time.process_time()
-                metrics = evaluate(
-                    model,
-                    self.task,
-                    self.eval_data,
-                    batch_size=cfg.eval_batch_size,
-                    device=self.device,
-                    bf16=cfg.bf16,
-                )
+                metrics = self.evaluate()
                 eval_cpu += time.process_time() - eval_started
                 result.metrics, result.epochs = metrics, epoch + 1
                 record = {
@@ -211,6 +307,8 @@ class Trainer:
                     result.status = "time_limit"
                     result.message = f"stopped by max_cpu_seconds={cfg.max_cpu_seconds} at epoch {epoch + 1}"
                 done = result.status != "finished" or epoch + 1 == cfg.epochs
+                if done:
+                    self._finish_transforms(result)
                 self._save(optimizer, scheduler, result, epoch + 1, done)
                 if self.on_epoch is not None:
                     self.on_epoch(record)
@@ -220,6 +318,23 @@ class Trainer:
         finally:
             bar.close()
         return result
+
+    def _finish_transforms(self, result: TrainResult) -> None:
+        """Make "before" transforms permanent; apply "after" ones and evaluate the result again."""
+        facts = list(self.transform_facts)
+        for transform, when in self.transforms:
+            if when == "before":
+                self.model = transform.finalize(self.model)
+        for transform, when in self.transforms:
+            if when == "after":
+                before = result.metrics.value if result.metrics is not None else None
+                self.model, done = transform.apply(self.model)
+                self.model = transform.finalize(self.model)
+                result.metrics = self.evaluate()
+                facts.append(
+                    {"name": type(transform).__name__, "when": when, "metric_before": before, **done}
+                )
+        result.transforms = facts
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -241,6 +356,7 @@ class Trainer:
                 "model": self.model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
+                "method": self.method.state_dict(),
                 "result": {
                     "status": result.status,
                     "metrics": None if result.metrics is None else result.metrics.to_dict(),
@@ -250,7 +366,9 @@ class Trainer:
                     "train_seconds": result.train_seconds,
                     "train_cpu_seconds": result.train_cpu_seconds,
                     "train_tokens": result.train_tokens,
+                    "train_examples": result.train_examples,
                     "message": result.message,
+                    "transforms": result.transforms,
                 },
                 "torch_rng": torch.get_rng_state(),
             },
@@ -263,9 +381,16 @@ class Trainer:
         payload = load_checkpoint(self.checkpoint_path)
         if payload is None or payload.get("config_key") != config_key(self.config):
             return 0
+        if payload["done"] and any(when == "after" for _, when in self.transforms):
+            # The saved weights are already transformed; load them into the transformed shape.
+            for transform, when in self.transforms:
+                if when == "after":
+                    self.model, _ = transform.apply(self.model)
+                    self.model = transform.finalize(self.model)
         self.model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
+        self.method.load_state_dict(payload.get("method", {}))
         torch.set_rng_state(payload["torch_rng"])
         saved = payload["result"]
         result.status = saved["status"] if payload["done"] else "running"
@@ -273,10 +398,22 @@ class Trainer:
         result.history = list(saved["history"])
         result.steps, result.epochs = saved["steps"], saved["epochs"]
         result.train_seconds, result.train_tokens = saved["train_seconds"], saved["train_tokens"]
+        result.train_examples = saved.get("train_examples", 0)
         result.train_cpu_seconds = saved["train_cpu_seconds"]
         result.message = saved["message"]
+        result.transforms = saved.get("transforms", [])
         self.log(f"resumed from {self.checkpoint_path} after epoch {payload['epoch']}")
         return self.config.train.epochs if payload["done"] else payload["epoch"]
+
+
+def _tokens(batch: dict[str, Any], model: nn.Module) -> int:
+    """Tokens the backbone saw in a batch: positions of a token task, else examples x stem tokens."""
+    inputs = batch["inputs"]
+    stem = getattr(model, "stem", None)
+    per_example = stem.num_tokens() if stem is not None and hasattr(stem, "num_tokens") else None
+    if per_example is None:
+        return inputs.numel() if isinstance(inputs, torch.Tensor) else len(batch["targets"])
+    return per_example * len(batch["targets"])
 
 
 def _param_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
