@@ -4,9 +4,17 @@ A model asks for one of these mixings (a modality's need, not a mixer's option):
 
 - ``"causal"``: the registered mixer as it is (every mixer; the language model's mixing);
 - ``"noncausal"``: every position sees every other (images, tables, series encoders), through the
-  mixer's native non-causal form when its paper defines one (``TokenMixer.noncausal == "native"``),
-  else the generic bidirectional wrapper (``"bidirectional"``); a mixer that declares ``"none"``
-  is a clear error.
+  mixer's native non-causal form when its paper defines one (``TokenMixer.noncausal == "native"``:
+  built with ``causal=False``), else the generic :class:`~mixerlab.layers.wrappers.Bidirectional`
+  wrapper (``"bidirectional"``; option ``combine``: ``"sum"`` (default), ``"concat"``, ``"gate"``);
+- ``"2d"``: the tokens are an ``H x W`` grid (option ``grid=(H, W)``, required), read in several
+  scan orders by :class:`~mixerlab.layers.wrappers.CrossScan2D` (options ``orders``, default
+  VMamba's four directions; ``num_prefix_tokens``, default 0; ``combine``: ``"mean"`` or ``"sum"``).
+  Each scan runs the mixer's causal form, natively non-causal mixers included.
+
+A mixer that declares ``noncausal == "none"`` (its docstring says why) only mixes causally; asking
+for another mixing is a clear error. So is an option the mixing does not take, and a ``causal``
+option in the spec of a natively non-causal mixer (the mixing sets it).
 
 Shapes: ``x: [B, T, D]`` in and out.
 """
@@ -17,9 +25,12 @@ from typing import Any
 
 from mixerlab.errors import ConfigError
 from mixerlab.layers.spec import Spec, build, split_spec
+from mixerlab.layers.wrappers import CROSS_SCAN, Bidirectional, CrossScan2D
 from mixerlab.registry import TOKEN_MIXERS
 
-MIXINGS = ("causal", "noncausal")
+MIXINGS = ("causal", "noncausal", "2d")
+# The options each mixing takes (beyond the spec's own), for the error on an unknown one.
+_OPTIONS = {"causal": (), "noncausal": ("combine",), "2d": ("grid", "orders", "num_prefix_tokens", "combine")}
 
 
 def mixer_class(spec: Spec) -> type:
@@ -32,7 +43,41 @@ def make_mixer(spec: Spec, *, dim: int, mixing: str = "causal", **options: Any):
     """Build the token mixer of ``spec`` at width ``dim`` for ``mixing`` (see the module docstring)."""
     if mixing not in MIXINGS:
         raise ConfigError("backbone", "mixing", mixing, f"expected one of {list(MIXINGS)}")
+    name, spec_options = split_spec(spec, TOKEN_MIXERS.kind)
+    cls = mixer_class(spec)
+    form = getattr(cls, "noncausal", "bidirectional")
+    native = mixing == "noncausal" and form == "native"
+    allowed = () if native else _OPTIONS[mixing]  # a native form takes no wrapper options
+    for key, value in options.items():
+        if key not in allowed:
+            why = f"{name} is natively non-causal (no wrapper)" if native else f"mixing={mixing!r}"
+            raise ConfigError(name, key, value, f"{why} takes the options {list(allowed)}")
+    if form == "native" and "causal" in spec_options:
+        raise ConfigError(
+            name, "causal", spec_options["causal"], "set by the model's mixing; leave it out of the spec"
+        )
     if mixing == "causal":
         return build(TOKEN_MIXERS, spec, dim=dim)
-    name, _ = split_spec(spec, TOKEN_MIXERS.kind)
-    raise ConfigError(name, "mixing", mixing, "non-causal mixing is not available for this mixer yet")
+    if form == "none":
+        raise ConfigError(
+            name, "mixing", mixing, f"{name} only mixes causally (its docstring says why); use 'causal'"
+        )
+    if native:
+        return build(TOKEN_MIXERS, spec, dim=dim, causal=False)
+    if mixing == "noncausal":
+        forward, backward = build(TOKEN_MIXERS, spec, dim=dim), build(TOKEN_MIXERS, spec, dim=dim)
+        return Bidirectional(forward, backward, combine=options.get("combine", "sum"))
+    if "grid" not in options:
+        raise ConfigError(name, "grid", None, "mixing='2d' needs grid=(H, W), the token grid")
+    orders = options.get("orders", CROSS_SCAN)
+    if isinstance(orders, str) or not orders:
+        raise ConfigError(
+            name, "orders", orders, f"expected a non-empty list of scan orders, e.g. {list(CROSS_SCAN)}"
+        )
+    return CrossScan2D(
+        [build(TOKEN_MIXERS, spec, dim=dim) for _ in orders],
+        grid=options["grid"],
+        orders=orders,
+        num_prefix_tokens=options.get("num_prefix_tokens", 0),
+        combine=options.get("combine", "mean"),
+    )
