@@ -172,9 +172,9 @@ class Attention(_SoftmaxAttention):
     def forward_packed(
         self, x: Tensor, cu_seqlens: Tensor, *, states: list[State] | None = None
     ) -> tuple[Tensor, list[State]]:
-        """Packed documents (see :meth:`TokenMixer.forward_packed`) in one SDPA call whose mask is
-        block-diagonal: a query reads only its own document's keys (after that document's cache,
-        if ``states`` gives one), and rotary positions restart at each document. Mode
+        """Packed documents (see :meth:`TokenMixer.forward_packed`): projections and rotary once
+        for the row, with positions restarting at each document (after its cache, if ``states``
+        gives one), then one SDPA call per document (:func:`attention_packed`). Mode
         ``reference`` runs each document alone."""
         lengths = self._check_packed(x, cu_seqlens, states)
         if not self.causal:
@@ -183,13 +183,11 @@ class Attention(_SoftmaxAttention):
             return self._forward_split(x, lengths, states)
         q, k, v = self._project(x)
         pasts = [0] * len(lengths) if states is None else [s["k"].shape[1] for s in states]
-        # keys: each document's cache then its new tokens; queries: the new tokens only
-        k_doc, k_pos = document_positions([p + n for p, n in zip(pasts, lengths)], x.device)
-        is_new = k_pos >= torch.tensor(pasts, device=x.device)[k_doc]
-        q_doc, q_pos = k_doc[is_new], k_pos[is_new]
-        if self.rotary_base is not None:
-            tables = rotary_tables(q_pos, self.head_dim, k.dtype, self.rotary_base)
-            q, k = rotary(q, q_pos, tables=tables), rotary(k, q_pos, tables=tables)
+        if self.rotary_base is not None:  # a document's new tokens follow its cache
+            doc, pos = document_positions(lengths, x.device)
+            pos = pos + torch.tensor(pasts, device=x.device)[doc]
+            tables = rotary_tables(pos, self.head_dim, k.dtype, self.rotary_base)
+            q, k = rotary(q, pos, tables=tables), rotary(k, pos, tables=tables)
         ks, vs = k.split(lengths, dim=1), v.split(lengths, dim=1)
         if states is not None:
             ks = [torch.cat([s["k"], k_i], dim=1) for s, k_i in zip(states, ks)]
@@ -198,10 +196,8 @@ class Attention(_SoftmaxAttention):
             q,
             torch.cat(ks, dim=1),
             torch.cat(vs, dim=1),
-            q_doc=q_doc,
-            q_pos=q_pos,
-            k_doc=k_doc,
-            k_pos=k_pos,
+            q_lengths=lengths,
+            k_lengths=[p + n for p, n in zip(pasts, lengths)],
             causal=self.causal,
         )
         y = self.o_proj(rearrange(self._gate_heads(o, x), "b t h v -> b t (h v)"))

@@ -1,21 +1,23 @@
-"""Causal softmax attention over documents packed into one row, in one SDPA call.
+"""Softmax attention over documents packed into one row: ``attention_packed``.
 
 "Attention Is All You Need" (arXiv:1706.03762), eq. 1, on variable-length documents laid back to
-back (flash-attention's ``cu_seqlens`` layout). Every token carries its document index and its
-position inside that document; a query reads a key only when both lie in the same document and
-the key is not later, so the ``[Tq, Tk]`` mask is block-diagonal and causal and no score crosses a
-document boundary. Equal to :func:`attention_parallel` on each document alone.
+back (flash-attention's ``cu_seqlens`` layout): a query reads only the keys of its own document,
+so no score crosses a document boundary. Each document is one :func:`attention_parallel` call
+(the fused causal kernel when it has no cache). One call with a block-diagonal ``[T, T]`` mask was
+measured 4x to 15x slower on CPU (forward + backward, 2048 tokens in 16 to 256 documents): SDPA
+falls back to its unfused kernel with a mask and computes all ``T^2`` scores.
 
-Shapes: ``q: [1, Tq, H, K]``, ``k: [1, Tk, G, K]``, ``v: [1, Tk, G, V]`` (grouped-query heads as
-in :mod:`.reference`); ``q_doc, q_pos: [Tq]``, ``k_doc, k_pos: [Tk]``.
+Shapes: ``q: [1, Tq, H, K]``, ``k: [1, Tk, G, K]``, ``v: [1, Tk, G, V]`` (grouped-query heads as in
+:mod:`.reference`); document ``i`` has ``q_lengths[i]`` queries, the last of its ``k_lengths[i]``
+keys (the keys before them are its cache).
 """
 
 from __future__ import annotations
 
 import torch
-from einops import rearrange
 from torch import Tensor
-from torch.nn.functional import scaled_dot_product_attention
+
+from mixerlab.ops.attention.parallel import attention_parallel
 
 
 def document_positions(lengths: list[int], device: torch.device) -> tuple[Tensor, Tensor]:
@@ -31,17 +33,11 @@ def attention_packed(
     k: Tensor,
     v: Tensor,
     *,
-    q_doc: Tensor,
-    q_pos: Tensor,
-    k_doc: Tensor,
-    k_pos: Tensor,
+    q_lengths: list[int],
+    k_lengths: list[int],
     scale: float | None = None,
     causal: bool = True,
 ) -> Tensor:
-    allowed = q_doc[:, None] == k_doc[None, :]  # [Tq, Tk] block-diagonal
-    if causal:
-        allowed = allowed & (k_pos[None, :] <= q_pos[:, None])
-    q, k, v = (rearrange(t, "b t h k -> b h t k") for t in (q, k, v))
-    gqa = q.shape[1] != k.shape[1]
-    o = scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale, enable_gqa=gqa)
-    return rearrange(o, "b h t v -> b t h v")
+    # split, not slice: each slice's backward would zero-fill a full-length gradient
+    docs = zip(q.split(q_lengths, dim=1), k.split(k_lengths, dim=1), v.split(k_lengths, dim=1))
+    return torch.cat([attention_parallel(*doc, scale=scale, causal=causal) for doc in docs], dim=1)
