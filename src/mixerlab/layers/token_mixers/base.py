@@ -24,6 +24,12 @@ Each mixer also declares ``noncausal``, how it mixes when every position may see
   :class:`~mixerlab.layers.wrappers.Bidirectional` runs one instance forward and one over the
   reversed sequence and combines them;
 - ``"none"``: neither makes sense; the mixer's docstring says why, and asking for it is an error.
+
+Documents of different lengths packed into one row (no padding) go through
+``y, states = mixer.forward_packed(x, cu_seqlens)`` with ``x: [1, T_total, D]`` and offsets
+``cu_seqlens: [N+1]``; ``states`` holds one state per document and nothing crosses a document
+boundary. ``packed`` declares how: ``"native"`` (inside the fast path), ``"split"`` (the default:
+each document alone) or ``"none"`` (``packed_reason`` says why; an error).
 """
 
 from __future__ import annotations
