@@ -38,7 +38,9 @@ def _h0(seed=2):
     return torch.complex(*torch.randn(2, 2, H, E, M, generator=g, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("T", [1, 9, 33])
+# The conv form splits t = c J + j with J = ceil(sqrt(T)): lengths on (16) and off a square
+# exercise the padded last block of both the kernel and the final-state sum.
+@pytest.mark.parametrize("T", [1, 2, 9, 16, 33])
 @pytest.mark.parametrize("with_state", [False, True])
 def test_conv_matches_recurrence(T, with_state):
     dtA, dB, C, D = _params()
@@ -61,6 +63,27 @@ def test_kernel_closed_form_single_mode():
     for l in range(6):
         expected = 2 * (C * dB * torch.exp(dtA.detach()) ** l).sum(-1).real
         torch.testing.assert_close(K[l], expected)
+
+
+@pytest.mark.parametrize("T", [1, 16, 50])
+def test_kernel_is_the_impulse_response_of_the_recurrence(T):
+    dtA, dB, C, _ = _params()
+    impulse = torch.zeros(1, T, H, 1, dtype=torch.float64)
+    impulse[:, 0] = 1.0
+    response, _ = diag_ssm_reference(impulse, dtA.detach(), dB, C, torch.zeros(H, dtype=torch.float64))
+    torch.testing.assert_close(diag_ssm_kernel(dtA.detach(), dB, C, T), response[0, :, :, 0])
+
+
+def test_conv_without_skip_and_empty_sequence():
+    dtA, dB, C, D = _params()
+    dtA, x, h0 = dtA.detach(), _x(12).detach(), _h0()
+    y, h = diag_ssm_conv(x, dtA, dB, C, None, h0)
+    y_ref, h_ref = diag_ssm_reference(x, dtA, dB, C, torch.zeros_like(D), h0)
+    torch.testing.assert_close(y, y_ref, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(h, h_ref, rtol=1e-9, atol=1e-10)
+    y0, h_0 = diag_ssm_conv(x[:, :0], dtA, dB, C, D, h0)
+    assert y0.shape == (2, 0, H, E)
+    torch.testing.assert_close(h_0, h0)
 
 
 def test_split_equals_one_call_and_steps():

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer
+from mixerlab.ops.diag_ssm import diag_ssm_conv, diag_ssm_kernel
 from mixerlab.ops.linear_scan import linear_scan_chunk, linear_scan_recurrent, linear_scan_reference
 from mixerlab.ops.precision import widen
 from mixerlab.registry import TOKEN_MIXERS
@@ -53,9 +54,10 @@ class S4D(TokenMixer):
     call. Output, position-wise: ``out = W_out GELU(y) + b``.
 
     Modes: ``"conv"`` (FFT convolution, ``O(H N T)`` for the Vandermonde kernel plus
-    ``O(H T log T)``; the training form), ``"recurrent"`` (the recurrence by the chunked scan,
-    ``chunk_size`` steps per chunk; it materialises every state ``[B, T, H, N/2]`` complex, so it
-    is the decoding and cross-check form, not a training one) and ``"reference"`` (per-step loop).
+    ``O(H T log T)``; the training form, :func:`~mixerlab.ops.diag_ssm.diag_ssm_conv`),
+    ``"recurrent"`` (the recurrence by the chunked scan, ``chunk_size`` steps per chunk; it
+    materialises every state ``[B, T, H, N/2]`` complex, so it is the decoding and cross-check
+    form, not a training one) and ``"reference"`` (per-step loop).
     Decoding steps (``T == 1`` with a state) take one recurrent step in every mode.
     """
 
@@ -101,73 +103,10 @@ class S4D(TokenMixer):
         B_bar = (A_bar - 1) / A * torch.complex(B_re, B_im)
         return dtA, A_bar, B_bar, torch.complex(C_re, C_im)
 
-    @staticmethod
-    def _powers(dtA: Tensor, steps: Tensor) -> tuple[Tensor, Tensor]:
-        """Real and imaginary parts of ``A_bar^s = exp(s dt A)`` for each step ``s``: ``[H, M, S]``.
-
-        Built from real ``exp``/``cos``/``sin`` (vectorised on CPUs, unlike complex ``exp``), which
-        also keeps the convolution-view contractions as real matmuls.
-        """
-        steps = steps.to(dtA.real.dtype)
-        magnitude = torch.exp(dtA.real[..., None] * steps)
-        angle = dtA.imag[..., None] * steps
-        return magnitude * torch.cos(angle), magnitude * torch.sin(angle)
-
     def kernel(self, length: int) -> Tensor:
         """The convolution kernel ``K: [H, length]``, ``K_l = 2 Re(sum_n C_n B_bar_n A_bar_n^l)``."""
         dtA, _, B_bar, C = self._discretize()
-        P_re, P_im = self._powers(dtA, torch.arange(length, device=dtA.device))
-        CB = C * B_bar
-        return 2 * (torch.einsum("hm,hml->hl", CB.real, P_re) - torch.einsum("hm,hml->hl", CB.imag, P_im))
-
-    def _conv(self, u: Tensor, h0: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Convolution view: ``u: [B, T, H]`` -> SSM output ``[B, T, H]`` and last state ``[B, H, M]``.
-
-        The Vandermonde powers are factorised: with ``t = c J + j`` (``J ~ sqrt(T)``),
-        ``A_bar^t = A_bar^j A_bar^(J c)``, so every sum over ``t`` or ``m`` below is a matmul against
-        ``[H, M, J]`` and ``[H, M, T / J]`` power tables instead of one ``[H, M, T]`` table (which
-        at ``T=4096, H=256, M=32`` is 2 x 134 MB plus as much again saved for backward).
-        """
-        T = u.shape[1]
-        dtA, A_bar, B_bar, C = self._discretize()
-        J = max(1, math.isqrt(max(T - 1, 0)) + 1)  # ceil(sqrt(T)) for T >= 1
-        Nc = max(1, -(-T // J))
-        # A_bar^j for j = 0..J: [H, M, J + 1], and A_bar^(J c) for c < Nc: [H, M, Nc].
-        lo_re, lo_im = self._powers(dtA, torch.arange(J + 1, device=u.device))
-        hi_re, hi_im = self._powers(dtA, J * torch.arange(Nc, device=u.device))
-
-        def expand(x_re: Tensor, x_im: Tensor, eq: str) -> Tensor:
-            """``2 Re(sum_m x_mj A_bar_m^(J c))`` for ``x: [.., M, J]``, laid out as ``[.., T]``."""
-            out = 2 * (torch.einsum(eq, x_re, hi_re) - torch.einsum(eq, x_im, hi_im))
-            return rearrange(out, "... j c -> ... (c j)")[..., :T]
-
-        CB = (C * B_bar)[..., None]  # [H, M, 1]
-        lo_re_J, lo_im_J = lo_re[..., :J], lo_im[..., :J]
-        K = expand(
-            CB.real * lo_re_J - CB.imag * lo_im_J, CB.real * lo_im_J + CB.imag * lo_re_J, "hmj,hmc->hjc"
-        )  # [H, T]
-        u_ht = rearrange(u, "b t h -> b h t")
-        n = 2 * T  # zero padding to 2T turns the circular FFT convolution into a causal linear one
-        y = torch.fft.irfft(torch.fft.rfft(u_ht, n=n) * torch.fft.rfft(K, n=n), n=n)[..., :T]  # [B, H, T]
-        # Last state: sum_s A_bar^(T-1-s) B_bar u_s = B_bar sum_r A_bar^r u_(T-1-r), over reversed time.
-        u_rev = torch.nn.functional.pad(u_ht.flip(-1), (0, Nc * J - T))
-        u_blk = rearrange(u_rev, "b h (c j) -> b h c j", j=J)
-        Z_re = torch.einsum("bhcj,hmj->bhcm", u_blk, lo_re_J)  # sum_j u A_bar^j, per block c
-        Z_im = torch.einsum("bhcj,hmj->bhcm", u_blk, lo_im_J)
-        acc = torch.complex(
-            torch.einsum("bhcm,hmc->bhm", Z_re, hi_re) - torch.einsum("bhcm,hmc->bhm", Z_im, hi_im),
-            torch.einsum("bhcm,hmc->bhm", Z_re, hi_im) + torch.einsum("bhcm,hmc->bhm", Z_im, hi_re),
-        )
-        last = B_bar * acc
-        if h0 is not None:
-            w = (C * h0)[..., None]  # [B, H, M, 1]; y_t gains 2 Re(sum_m w_m A_bar_m^(t+1))
-            nxt_re, nxt_im = lo_re[..., 1:], lo_im[..., 1:]
-            y = y + expand(
-                w.real * nxt_re - w.imag * nxt_im, w.real * nxt_im + w.imag * nxt_re, "bhmj,hmc->bhjc"
-            )
-            end_re, end_im = self._powers(dtA, torch.tensor([T], device=u.device))
-            last = last + torch.complex(end_re[..., 0], end_im[..., 0]) * h0
-        return rearrange(y, "b h t -> b t h"), last
+        return rearrange(diag_ssm_kernel(dtA, B_bar, C, length), "l h -> h l")
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
@@ -176,10 +115,12 @@ class S4D(TokenMixer):
         # the SSM runs in float32 at least: complex numbers and the FFT need it (ops/precision.py)
         (u,) = widen(x)
         h0 = None if state is None else torch.view_as_complex(state["h"].to(u.dtype).contiguous())
+        dtA, A_bar, B_bar, C = self._discretize()
         if self.mode == "conv" and not (x.shape[1] == 1 and h0 is not None):
-            y, last = self._conv(u, h0)
+            # one input channel per SSM (E = 1); D is added below, in the layer's dtype
+            y, last = diag_ssm_conv(u[..., None], dtA, B_bar, C, None, None if h0 is None else h0[:, :, None])
+            y, last = y[..., 0], last[:, :, 0]
         else:
-            _, A_bar, B_bar, C = self._discretize()
             b = B_bar * u[..., None]  # [B, T, H, M]
             if self.mode == "reference":
                 h, last = linear_scan_reference(A_bar, b, h0)
