@@ -105,3 +105,14 @@ def test_empty_sequence_returns_the_initial_state(fast):
     h, last = fast(a, b, h0)
     assert h.shape == (2, 0, 3, 4)
     torch.testing.assert_close(last, h0)
+
+
+def test_doubling_keeps_an_overflowed_product_away_from_zeros():
+    """A running product may overflow while the state stays finite (ParaRNN's Newton steps): with
+    ``b_0 = 0`` the product ``a_1 a_0`` never reaches ``h``, and the scan must not form ``inf * 0``."""
+    a = torch.tensor([1e200, 1e200, 1e-10, 1.0, 0.5, 2.0, 1.0], dtype=torch.float64)[None, :, None]
+    b = torch.tensor([0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 3.0], dtype=torch.float64)[None, :, None]
+    h, _ = linear_scan_doubling(a, b, chunk_size=8)
+    h_ref, _ = linear_scan_reference(a, b)
+    assert torch.isfinite(h_ref).all()
+    torch.testing.assert_close(h, h_ref)

@@ -19,6 +19,8 @@ stay that small.
 vectorised levels over ``[B, N, C, *S]``) replaces pass 1, and the chunk totals are scanned by
 recursion, so the depth is ``O(log T)`` with ``O(T log C)`` work. For wide parallel hardware; on
 a CPU it is slower than ``linear_scan_chunk`` (more memory traffic, ~2 saved tensors per level).
+ParaRNN's Newton solver (:mod:`mixerlab.ops.pararnn.newton`) runs its linearised recurrences
+with it.
 
 Both support real or complex ``a`` and ``b``, ``a`` of any sign and ``a == 0``: only products
 and sums are used (no logarithms, no division of cumulative products, so no overflow).
@@ -169,11 +171,14 @@ def _doubling(a: Tensor, b: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     size = a.shape[dim]
     k = 1
     while k < size:
-        a_prev = torch.cat([torch.ones_like(a.narrow(dim, 0, k)), a.narrow(dim, 0, size - k)], dim=dim)
-        b_prev = torch.cat([torch.zeros_like(b.narrow(dim, 0, k)), b.narrow(dim, 0, size - k)], dim=dim)
         # Both updates read the previous level: the step ending at t absorbs the one ending at t - k.
-        b = a * b_prev + b
-        a = a * a_prev
+        # The first k positions are already final and are kept by slicing, not by composing with an
+        # identity step: an overflowed product (inf, as in ParaRNN's Newton steps) never meets a zero.
+        a_new, a_old = a.narrow(dim, k, size - k), a.narrow(dim, 0, size - k)
+        b = torch.cat(
+            [b.narrow(dim, 0, k), a_new * b.narrow(dim, 0, size - k) + b.narrow(dim, k, size - k)], dim=dim
+        )
+        a = torch.cat([a.narrow(dim, 0, k), a_new * a_old], dim=dim)
         k *= 2
     return a, b
 

@@ -7,9 +7,10 @@ block-bidiagonal with diagonal blocks ``-A_t = -df/dh_{t-1}``, that is the *line
 
     delta_t = A_t delta_{t-1} + (f(h_{t-1}, x_t) - h_t),      delta_0 = 0,
 
-solved for all ``t`` at once by a parallel (Hillis-Steele, ``log2 T`` rounds) scan. Each step
-makes at least one more position exact (position ``t`` is exact once ``t - 1`` is), so ``T``
-iterations are exact in exact arithmetic; in practice convergence is quadratic and takes a few.
+solved for all ``t`` at once by a parallel (Hillis-Steele) scan,
+:func:`mixerlab.ops.linear_scan.linear_scan_doubling`. Each step makes at least one more
+position exact (position ``t`` is exact once ``t - 1`` is), so ``T`` iterations are exact in
+exact arithmetic; in practice convergence is quadratic and takes a few.
 
 Gradients use the implicit function theorem at the solution ``h*`` (as the paper does): with
 ``g = dL/dh*``, the adjoint ``lam`` solves the transposed system ``lam_t = g_t + A_{t+1} lam_{t+1}``
@@ -29,44 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mixerlab.ops.linear_scan import linear_scan_doubling
 from mixerlab.ops.pararnn.recurrent import paragru_recurrent, paragru_recurrent_jacobian
 
-
-def _scan_rounds(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """Hillis-Steele along dim 1: returns the inclusive composites ``(A_t, y_t)``."""
-    T = a.shape[1]
-    offset = 1
-    while offset < T:
-        # The first `offset` positions already hold their final values; slicing (rather than
-        # padding with the identity) also keeps an overflowed product from meeting a zero.
-        b = torch.cat([b[:, :offset], b[:, offset:] + a[:, offset:] * b[:, : T - offset]], dim=1)
-        a = torch.cat([a[:, :offset], a[:, offset:] * a[:, : T - offset]], dim=1)
-        offset *= 2
-    return a, b
-
-
-def linear_scan(a: Tensor, b: Tensor, *, block: int = 32) -> Tensor:
-    """``y_t = a_t y_{t-1} + b_t`` along dim 1 with ``y_{-1} = 0``, ``a, b: [B, T, ...]``.
-
-    Blocked parallel scan: Hillis-Steele rounds inside blocks of ``block`` steps (each round
-    composes every element with the one ``offset`` earlier, ``(a, b) o (a', b') = (a a', a b' + b)``),
-    the same scan over the ``T / block`` block totals, then one pass adding each block's carry-in.
-    That is ``log2(block) + 1`` passes over the full sequence instead of ``log2(T)``.
-    """
-    T = a.shape[1]
-    if block >= T:
-        return _scan_rounds(a, b)[1]
-    pad = -T % block
-    if pad:  # identity steps appended at the end change nothing before them
-        a = torch.cat([a, a.new_ones(a.shape[0], pad, *a.shape[2:])], dim=1)
-        b = torch.cat([b, b.new_zeros(b.shape[0], pad, *b.shape[2:])], dim=1)
-    a_blk = a.unflatten(1, (-1, block)).transpose(1, 2)  # [B, block, T / block, ...]
-    b_blk = b.unflatten(1, (-1, block)).transpose(1, 2)
-    a_cum, y_loc = _scan_rounds(a_blk, b_blk)
-    ends = linear_scan(a_cum[:, -1], y_loc[:, -1], block=block)  # [B, T / block, ...]
-    carry_in = torch.cat([torch.zeros_like(ends[:, :1]), ends[:, :-1]], dim=1)
-    y = y_loc + a_cum * carry_in[:, None]
-    return y.transpose(1, 2).flatten(1, 2)[:, :T]
+# Steps per block of the parallel scan: Hillis-Steele rounds inside blocks of this many steps, the
+# same scan over the block totals, then one pass adding each block's carry-in, i.e.
+# ``log2(SCAN_BLOCK) + 1`` passes over the sequence instead of ``log2(T)``.
+SCAN_BLOCK = 32
 
 
 def _shift(h: Tensor, h0: Tensor) -> Tensor:
@@ -88,7 +58,7 @@ def newton_solve(
     iters = 0
     for iters in range(1, max_iters + 1):
         f_val, jac = paragru_recurrent_jacobian(_shift(h, h0), pre, A)
-        delta = linear_scan(jac, f_val - h)
+        delta, _ = linear_scan_doubling(jac, f_val - h, chunk_size=SCAN_BLOCK)
         h = h + delta
         step = delta.abs().max().item()
         if not math.isfinite(step):
@@ -115,7 +85,7 @@ class _ImplicitAdjoint(torch.autograd.Function):
         (jac,) = ctx.saved_tensors
         # lam_t = g_t + A_{t+1} lam_{t+1}: a forward scan on the time-reversed sequence.
         a_next = F.pad(jac[:, 1:], (0, 0, 0, 1))
-        lam = linear_scan(a_next.flip(1), grad.flip(1)).flip(1)
+        lam = linear_scan_doubling(a_next.flip(1), grad.flip(1), chunk_size=SCAN_BLOCK)[0].flip(1)
         return lam, None
 
 
