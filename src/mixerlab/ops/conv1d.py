@@ -14,6 +14,8 @@ token, ``weight[:, -1 - k]`` the token ``k`` steps back::
     y[t, c] = bias[c] + sum_{k=0}^{W-1} weight[c, W-1-k] * x[t-k, c]
 
 All three functions return ``(y, new_state)`` with ``new_state`` the last ``W - 1`` inputs.
+Token mixers reach them through :class:`mixerlab.layers.short_conv.ShortConv`, which owns the
+filter and its initialisation and picks the form (reference, one step, or the fast one).
 """
 
 from __future__ import annotations
