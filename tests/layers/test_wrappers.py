@@ -116,7 +116,7 @@ def test_no_state_and_no_mask():
     mixer = cross_scan("gla", grid=(2, 2))
     x = tokens(mixer, 4)
     with pytest.raises(ConfigError, match="state"):
-        mixer(x, state={})
+        mixer(x, state={"S": torch.zeros(B, 1)})
     with pytest.raises(ConfigError, match="mask"):
         mixer(x, mask=torch.ones(B, 4, dtype=torch.bool))
 

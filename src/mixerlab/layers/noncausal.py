@@ -2,8 +2,9 @@
 
 A non-causal mixer (a native form built with ``causal=False``, or a wrapper of
 :mod:`mixerlab.layers.wrappers`) reads the whole sequence at once, so it cannot continue a
-sequence from a state and decoding is meaningless: ``state=`` is an error, the returned state is
-empty (``{}``) and ``state_size`` is 0.
+sequence from a state and decoding is meaningless: the state is empty (``init_state`` and
+``forward`` return ``{}``, ``state_size`` is 0), and passing any other state is an error (passing
+``{}`` back is accepted, so ``state=mixer.init_state(B)`` equals ``state=None`` as for every mixer).
 
 A padding mask is ``[B, T]`` bool, True for a real token; padded positions never change the
 outputs at real positions (outputs at padded positions have no meaning).
@@ -22,8 +23,8 @@ from mixerlab.errors import ConfigError
 
 
 def reject_state(owner: str, state: Any) -> None:
-    """A non-causal mixer carries no state; passing one is a clear error."""
-    if state is not None:
+    """A non-causal mixer carries no state; passing one (other than the empty ``{}``) is an error."""
+    if state is not None and (not isinstance(state, (dict, list)) or any(state)):
         raise ConfigError(
             owner,
             "state",

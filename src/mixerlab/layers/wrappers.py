@@ -8,8 +8,8 @@
   cross-scan, arXiv:2401.10166, is the four orders of :data:`CROSS_SCAN`), puts each output back in
   the grid's layout and averages them.
 
-Both read the whole sequence at once, so they carry no state: ``state=`` is an error, the returned
-state is ``{}`` and ``state_size`` is 0 (see :mod:`mixerlab.layers.noncausal`). Their ``modes`` are
+Both read the whole sequence at once, so they carry no state: the state is ``{}``, ``state_size``
+is 0 and passing a non-empty state is an error (see :mod:`mixerlab.layers.noncausal`). Their ``modes`` are
 their inner mixers' modes, and setting ``mode`` sets it on every inner mixer.
 
 Shapes: ``x: [B, T, D]`` in and out; a grid is ``H x W`` cells laid out row-major; scan indices
@@ -108,7 +108,7 @@ class Bidirectional(_Wrapper):
     Real outputs therefore never depend on padded positions, and equal each sequence run alone.
     Outputs at padded positions have no meaning.
 
-    No state: ``state=`` is an error, the returned state is ``{}``, ``state_size`` is 0.
+    No state: the state is ``{}``, ``state_size`` is 0, a non-empty ``state=`` is an error.
     """
 
     supports_mask = True
@@ -231,8 +231,8 @@ class CrossScan2D(_Wrapper):
     prefix token's own output reads only the prefix (pool the grid tokens, or read the class token
     after a later global layer). The sequence must be ``num_prefix_tokens + H * W`` tokens long.
 
-    No padding mask (a grid has no padding: a mask is an error) and no state (``state=`` is an
-    error, the returned state is ``{}``, ``state_size`` is 0).
+    No padding mask (a grid has no padding: a mask is an error) and no state (the state is
+    ``{}``, ``state_size`` is 0, a non-empty ``state=`` is an error).
     """
 
     def __init__(

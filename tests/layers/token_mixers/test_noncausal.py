@@ -84,8 +84,7 @@ def test_outputs_read_later_tokens(name):
     y2, _ = mixer(x2)
     assert not torch.allclose(y2[:, cut - 1], y1[:, cut - 1]), f"{name}: position {cut - 1} ignores {cut}"
     assert state == {} and mixer.state_size(T) == 0 and mixer.init_state(B) == {}
-    with pytest.raises(ConfigError, match="state"):
-        mixer(x, state={})
+    assert_close(mixer(x, state=mixer.init_state(B))[0], y1, f"{name}: init_state() vs state=None")
 
 
 def _explicit(wrapper: Bidirectional, x: torch.Tensor) -> torch.Tensor:
@@ -216,8 +215,9 @@ def test_bad_options_are_clear_errors():
 def test_native_state_and_bad_mask_are_clear_errors():
     mixer = build("attention")
     x = inputs("attention")
+    cache = {"k": torch.zeros(B, 3, 2, 4, dtype=torch.float64)}  # a causal form's key/value cache
     with pytest.raises(ConfigError, match="state"):
-        mixer(x, state=mixer.init_state(B))
+        mixer(x, state=cache)
     with pytest.raises(ConfigError, match="mask"):
         mixer(x, mask=torch.ones(B, T))  # not bool
     causal = mixerlab.create_token_mixer("attention", **TOKEN_MIXERS.entry("attention").test_kwargs)

@@ -2,8 +2,9 @@
 
 Both are natively non-causal (``noncausal = "native"``): built with ``causal=False`` they drop the
 causal mask (``sliding_window``: a symmetric window), honour a padding mask ``[B, T]`` as a key
-mask, and carry no state (``state=`` is an error, the returned state is ``{}``, ``state_size`` is
-0): decoding has no meaning when every token reads the tokens after it.
+mask, and carry no state (the state is ``{}``, ``state_size`` is 0, a non-empty ``state=`` such
+as a key/value cache is an error): decoding has no meaning when every token reads the tokens after
+it.
 
 Shapes: ``x: [B, T, D]``; queries ``[B, T, H, K]``; keys/values ``[B, T, G, K]`` with ``G`` key/value
 heads (grouped-query attention, arXiv:2305.13245); rotary positions (arXiv:2104.09864).

@@ -182,8 +182,8 @@ class LinearAttention(_LinearAttentionBase):
 
     ``causal=False`` is the paper's non-causal form (eq. 4-6): every query reads the sums over the
     whole sequence, ``o_t = phi(q_t) S_T / (phi(q_t) . z_T + eps)``, computed in one pass in every
-    mode but ``reference`` (a loop). It carries no state (``state=`` is an error, the returned state
-    is ``{}``, ``state_size`` is 0) and ``mask: [B, T]`` drops padded keys from both sums.
+    mode but ``reference`` (a loop). It carries no state (the state is ``{}``, ``state_size`` is 0,
+    a non-empty ``state=`` is an error) and ``mask: [B, T]`` drops padded keys from both sums.
     """
 
     noncausal = "native"
