@@ -111,6 +111,19 @@ class ShortConv(nn.Module):
         )
 
 
+class _LegacyConvKeys:
+    """Load-time renaming of ``<name>_weight`` / ``<name>_bias`` (a class, so modules still pickle)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, state_dict: dict, prefix: str, *_: object) -> None:
+        for part in ("weight", "bias"):
+            old = f"{prefix}{self.name}_{part}"
+            if old in state_dict:
+                state_dict[f"{prefix}{self.name}.{part}"] = state_dict.pop(old)
+
+
 def load_legacy_conv_keys(mixer: nn.Module, name: str) -> None:
     """Let ``mixer`` load checkpoints written before its short convolution became a ``ShortConv``.
 
@@ -118,11 +131,4 @@ def load_legacy_conv_keys(mixer: nn.Module, name: str) -> None:
     ``ShortConv`` registered as ``mixer.<name>`` stores ``<name>.weight`` / ``<name>.bias``. The hook
     renames the old keys on load (same shapes, same tap convention); saving writes the new keys.
     """
-
-    def rename(state_dict: dict, prefix: str, *_: object) -> None:
-        for part in ("weight", "bias"):
-            old = f"{prefix}{name}_{part}"
-            if old in state_dict:
-                state_dict[f"{prefix}{name}.{part}"] = state_dict.pop(old)
-
-    mixer._register_load_state_dict_pre_hook(rename)
+    mixer._register_load_state_dict_pre_hook(_LegacyConvKeys(name))
