@@ -88,21 +88,23 @@ def test_initialisation_is_conv1d_default():
     assert ref.weight.abs().max() <= bound and ref.weight.abs().max() > 0.9 * bound
 
 
+class _Old(torch.nn.Module):  # a mixer as it stored its filter before ShortConv
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv_weight = torch.nn.Parameter(torch.randn(C, 3))
+        self.conv_bias = torch.nn.Parameter(torch.randn(C))
+
+
+class _New(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = ShortConv(C, 3)
+        load_legacy_conv_keys(self, "conv")
+
+
 def test_checkpoints_with_the_old_flat_keys_load():
-    class Old(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv_weight = torch.nn.Parameter(torch.randn(C, 3))
-            self.conv_bias = torch.nn.Parameter(torch.randn(C))
-
-    class New(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = ShortConv(C, 3)
-            load_legacy_conv_keys(self, "conv")
-
-    old = Old()
-    new = pickle.loads(pickle.dumps(torch.nn.Sequential(New())))  # the hook does not stop pickling
+    old = _Old()
+    new = pickle.loads(pickle.dumps(torch.nn.Sequential(_New())))  # the hook does not stop pickling
     new.load_state_dict({f"0.{k}": v for k, v in old.state_dict().items()})
     torch.testing.assert_close(new[0].conv.weight, old.conv_weight)
     torch.testing.assert_close(new[0].conv.bias, old.conv_bias)
