@@ -1,4 +1,12 @@
-"""Compare models side by side: a sweep of mixers x widths x learning rates x seeds on one task.
+"""Compare models side by side: a grid over any config field, on one task.
+
+A sweep is a base run config plus axes: ``models`` (token-mixer specs), ``widths``, ``lrs`` and
+``seeds`` are the usual four, and ``grid`` adds any other as ``{dotted.path: [values]}`` over the
+task, model, method, transforms, objective and train fields (``{"model.mixing": ["noncausal",
+"2d"], "method.name": ["standard", "gradient_noise"]}``). A dict value at a path that holds a dict
+is merged into it, so ``{"model": [{"name": "tabular"}, {"name": "hist_gradient_boosting"}]}``
+puts a baseline of another field (:mod:`mixerlab.bench.baselines`) in the same table; a baseline
+run keeps only its model's name and options and its seed.
 
 Every run trains in a worker process (``ProcessPoolExecutor``, spawn context, one thread each when
 there are several workers), and its result is written to the results store as soon as it
@@ -14,6 +22,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import copy
+import itertools
+import json
 import multiprocessing
 import os
 import time
@@ -25,10 +35,20 @@ from typing import Any
 
 import torch
 
+from mixerlab.bench import baselines as _baselines  # noqa: F401  (registers the baselines)
 from mixerlab.errors import ConfigError, check
 from mixerlab.layers.spec import split_spec
-from mixerlab.registry import TOKEN_MIXERS
-from mixerlab.train.config import ModelConfig, RunConfig, TaskConfig, TrainConfig, from_dict, to_dict
+from mixerlab.registry import BASELINES, TOKEN_MIXERS
+from mixerlab.train.config import (
+    MethodConfig,
+    ModelConfig,
+    RunConfig,
+    TaskConfig,
+    TrainConfig,
+    apply_overrides,
+    from_dict,
+    to_dict,
+)
 
 Log = Callable[[str], None]
 
@@ -50,12 +70,32 @@ class SweepConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    transforms: list[dict[str, Any]] = field(default_factory=list)
+    objective: str | None = None
+    grid: dict[str, list[Any]] = field(default_factory=dict)
     min_models: int = 0
 
     def __post_init__(self) -> None:
         for name in ("models", "widths", "lrs", "seeds"):
             check(
                 len(getattr(self, name)) > 0, "sweep", name, getattr(self, name), "expected a non-empty list"
+            )
+        roots = ("task", "model", "train", "method", "transforms", "objective")
+        for path, values in self.grid.items():
+            check(
+                path.split(".")[0] in roots,
+                "sweep",
+                f"grid.{path}",
+                values,
+                f"a grid path starts with one of {list(roots)}",
+            )
+            check(
+                isinstance(values, list) and len(values) > 0,
+                "sweep",
+                f"grid.{path}",
+                values,
+                "expected a non-empty list of values",
             )
 
 
@@ -66,6 +106,8 @@ class PlannedRun:
     config: RunConfig
     label: str
     key: str
+    # The value of every axis of the sweep for this run: {dotted.path: value}.
+    axes: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -117,25 +159,92 @@ def mixer_labels(models: list[Any]) -> list[str]:
 
 
 def plan(sweep: SweepConfig, log: Log = print) -> tuple[list[PlannedRun], list[str]]:
-    """Expand the sweep into runs.
+    """Expand the sweep into runs, one per point of the grid (equal runs only once).
 
-    Seeds and learning rates are the outer loops, so the first runs already cover every mixer and
+    Seeds and learning rates are the outer loops, so the first runs already cover every model and
     width (an interrupted sweep gives a first look at all of them); within them the largest
     widths come first, so the slowest runs start early.
     """
     models, notes = resolve_models(sweep, log)
-    runs = []
+    base = {
+        "task": to_dict(sweep.task),
+        "model": to_dict(sweep.model),
+        "train": to_dict(sweep.train),
+        "method": to_dict(sweep.method),
+        "transforms": copy.deepcopy(sweep.transforms),
+        "objective": sweep.objective,
+    }
+    grid = list(sweep.grid.items())
+    # Only the grid axes that take more than one value (baselines aside) name a run in its label.
+    varying = [path for path, values in grid if len([v for v in values if not _is_baseline(v)]) > 1]
+    runs, seen = [], set()
     for seed in sweep.seeds:
         for lr in sweep.lrs:
             for dim in sorted(sweep.widths, reverse=True):
                 for spec, label in zip(models, mixer_labels(models)):
-                    model = copy.deepcopy(sweep.model)
-                    model.mixer, model.dim = copy.deepcopy(spec), dim
-                    train = copy.deepcopy(sweep.train)
-                    train.lr, train.seed = float(lr), seed
-                    config = RunConfig(task=copy.deepcopy(sweep.task), model=model, train=train)
-                    runs.append(PlannedRun(config, label, config.key()))
+                    for point in itertools.product(*(values for _, values in grid)):
+                        axes = {
+                            "model.mixer": spec,
+                            "model.dim": dim,
+                            "train.lr": float(lr),
+                            "train.seed": seed,
+                        }
+                        axes.update({path: value for (path, _), value in zip(grid, point)})
+                        config = _run_config(base, axes)
+                        key = config.key()
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        if config.model.name in BASELINES:
+                            full = config.model.name
+                        else:
+                            extra = [f"{path.split('.')[-1]}={_short(axes[path])}" for path in varying]
+                            full = label + (f" [{', '.join(extra)}]" if extra else "")
+                        axes["model.mixer"] = label
+                        if config.model.name in BASELINES:
+                            axes = {k: v for k, v in axes.items() if k not in _NOT_FOR_BASELINES}
+                        runs.append(PlannedRun(config, full, key, axes))
     return runs, notes
+
+
+_NOT_FOR_BASELINES = ("model.mixer", "model.dim", "train.lr")
+
+
+def _run_config(base: dict[str, Any], axes: dict[str, Any]) -> RunConfig:
+    """The base config with each axis value set (a dict value merged into a dict at its path)."""
+    data = copy.deepcopy(base)
+    for path, value in axes.items():
+        node = data
+        *parents, last = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        if isinstance(value, dict) and isinstance(node.get(last), dict) and "name" in value:
+            current = node[last]
+            if current.get("name") != value.get("name"):
+                # Another model / method: start from its defaults, not the other's options.
+                current = {k: v for k, v in current.items() if k != "options"}
+            node[last] = {**current, **copy.deepcopy(value)}
+        else:
+            node = apply_overrides(data, {path: copy.deepcopy(value)})
+            data = node
+    config = from_dict(RunConfig, data, "run")
+    if config.model.name in BASELINES:
+        # A baseline has no width, depth, mixer or learning rate: one run per (name, options, seed).
+        config.model = ModelConfig(name=config.model.name, options=config.model.options)
+        config.train = TrainConfig(seed=config.train.seed)
+        config.method, config.transforms = MethodConfig(), []
+    return config
+
+
+def _is_baseline(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("name") in BASELINES
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict) and "name" in value:
+        rest = {k: v for k, v in value.items() if k != "name"}
+        return value["name"] + (json.dumps(rest, sort_keys=True) if rest else "")
+    return str(value)
 
 
 def preflight(runs: list[PlannedRun], log: Log) -> tuple[list[PlannedRun], list[str]]:
@@ -146,71 +255,136 @@ def preflight(runs: list[PlannedRun], log: Log) -> tuple[list[PlannedRun], list[
     bad: dict[tuple[str, int], str] = {}
     for run in runs:
         combo = (run.label, run.config.model.dim)
-        if combo in bad or task is None:
+        if combo in bad or task is None or run.config.model.name in BASELINES:
             continue
         try:
-            build_model(run.config.model, task.vocab_size)
+            build_model(run.config.model, task)
         except (ConfigError, TypeError, ValueError) as err:
             bad[combo] = f"skipping {run.label} at dim={combo[1]}: {err}"
             log(bad[combo])
     return [r for r in runs if (r.label, r.config.model.dim) not in bad], list(bad.values())
 
 
-def run_one(config: dict[str, Any], label: str, sweep: str, checkpoint_dir: str | None) -> dict[str, Any]:
-    """Train one run and measure its costs; returns the store row. Runs in a worker process."""
-    from mixerlab.bench.costs import environment, measure_costs
-    from mixerlab.train.trainer import Trainer
-
+def run_one(
+    config: dict[str, Any],
+    label: str,
+    sweep: str,
+    checkpoint_dir: str | None,
+    axes: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train (or fit, for a baseline) one run and measure its costs; returns the store row."""
     run = from_dict(RunConfig, config, "run")
     key = run.key()
-    ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{key}.pt"
-    trainer = Trainer(run, checkpoint_path=ckpt, progress=False)
-    result = trainer.fit()
-    task = trainer.task
-    costs = measure_costs(
-        trainer.model,
-        train_seq_len=task.train_seq_len,
-        eval_seq_len=max(task.eval_seq_lens),
-        batch_size=run.train.batch_size,
-        device=trainer.device,
-    )
-    env = environment(trainer.device)
-    metrics = result.metrics
+    if run.model.name in BASELINES:
+        task, objective, part = _fit_baseline(run)
+    else:
+        checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{key}.pt"
+        task, objective, part = _train_run(run, checkpoint)
+    metrics = part.pop("metrics")
     return {
         "run_key": key,
         "sweep": sweep,
         "task": run.task.name,
+        "kind": task.kind,
         "model": run.model.name,
         "mixer": label,
-        "dim": run.model.dim,
-        "lr": run.train.lr,
         "seed": run.train.seed,
-        "status": result.status,
-        "metric_name": task.metric,
+        "metric_name": objective.metric,
         "metric": None if metrics is None else metrics.value,
-        "higher_is_better": task.higher_is_better,
-        "tokens_per_s": result.tokens_per_second,
-        "train_seconds": result.train_seconds,
-        "train_cpu_seconds": result.train_cpu_seconds,
-        "steps": result.steps,
-        "epochs": result.epochs,
-        "device": env["device"],
-        "message": result.message,
+        "higher_is_better": objective.higher_is_better,
         "config": {**to_dict(run), "task_options": task.options},
+        "axes": axes or {},
         "slices": None if metrics is None else metrics.slices,
-        "history": result.history,
-        "versions": env,
-        **costs,
+        **part,
     }
+
+
+def _fit_baseline(run: RunConfig) -> tuple[Any, Any, dict[str, Any]]:
+    """Fit a baseline of another field on the task's training split; score it with the same objective."""
+    from mixerlab.bench.costs import environment
+    from mixerlab.train.evaluate import aggregate, objective_of
+    from mixerlab.train.trainer import build_task
+
+    task = build_task(run)
+    objective = objective_of(task, run.objective)
+    baseline = BASELINES.create(run.model.name, **run.model.options)
+    train, val = task.train_data(run.task.seed), task.val_data(run.task.seed)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    baseline.fit(task, train, val)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    nums, dens, slices = [], [], {}
+    for part in task.eval_data(run.task.seed):
+        num, den = objective.score(baseline.predict(task, part).float(), part.targets)
+        nums.append(num)
+        dens.append(den)
+        for name, labels in part.slices.items():
+            slices.setdefault(name, []).append(labels)
+    metrics = aggregate(
+        objective, torch.cat(nums), torch.cat(dens), {k: torch.cat(v) for k, v in slices.items()}
+    )
+    env = environment("cpu")
+    return (
+        task,
+        objective,
+        {
+            "metrics": metrics,
+            "dim": None,
+            "lr": None,
+            "status": "finished",
+            "examples_per_s": len(train) / seconds if seconds > 0 else None,
+            "train_seconds": seconds,
+            "train_cpu_seconds": cpu,
+            "steps": 0,
+            "epochs": 0,
+            "device": env["device"],
+            "message": "",
+            "history": [],
+            "versions": env,
+            "params": baseline.num_parameters(),
+        },
+    )
+
+
+def _train_run(run: RunConfig, checkpoint: Path | None) -> tuple[Any, Any, dict[str, Any]]:
+    """Train one model; its task, objective and the run-specific columns of its row."""
+    from mixerlab.bench.costs import environment, measure_costs
+    from mixerlab.train.trainer import Trainer
+
+    trainer = Trainer(run, checkpoint_path=checkpoint, progress=False)
+    result = trainer.fit()
+    example = trainer.train_data.batch(slice(0, run.train.batch_size), trainer.device)["inputs"]
+    env = environment(trainer.device)
+    history = result.history + ([{"transforms": result.transforms}] if result.transforms else [])
+    return (
+        trainer.task,
+        trainer.objective,
+        {
+            "metrics": result.metrics,
+            "dim": run.model.dim,
+            "lr": run.train.lr,
+            "status": result.status,
+            "tokens_per_s": result.tokens_per_second,
+            "examples_per_s": result.examples_per_second,
+            "train_seconds": result.train_seconds,
+            "train_cpu_seconds": result.train_cpu_seconds,
+            "steps": result.steps,
+            "epochs": result.epochs,
+            "device": env["device"],
+            "message": result.message,
+            "history": history,
+            "versions": env,
+            **measure_costs(trainer.model, task=trainer.task, inputs=example, device=trainer.device),
+        },
+    )
 
 
 def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_safely(config, label, sweep, checkpoint_dir) -> tuple[str, dict | None, str]:
+def _run_safely(config, label, sweep, checkpoint_dir, axes=None) -> tuple[str, dict | None, str]:
     try:
-        return "ok", run_one(config, label, sweep, checkpoint_dir), ""
+        return "ok", run_one(config, label, sweep, checkpoint_dir, axes), ""
     except Exception:  # a broken mixer must not take the sweep down; the error is reported
         return "error", None, traceback.format_exc()
 
@@ -251,16 +425,17 @@ def compare(
             Path(checkpoint_dir, f"{run.key}.pt").unlink(missing_ok=True)
             summary.finished.append(run.key)
             metric = "n/a" if row["metric"] is None else f"{row['metric']:.4f}"
+            where = "" if row["dim"] is None else f" dim={row['dim']} lr={row['lr']:g}"
             log(
-                f"[{len(summary.finished) + len(summary.failed)}/{len(todo)}] {run.label} dim={row['dim']} "
-                f"lr={row['lr']:g} seed={row['seed']}: {row['metric_name']}={metric} ({row['status']}, "
+                f"[{len(summary.finished) + len(summary.failed)}/{len(todo)}] {run.label}{where} "
+                f"seed={row['seed']}: {row['metric_name']}={metric} ({row['status']}, "
                 f"{row['train_seconds']:.0f}s)"
             )
         else:
             summary.failed.append((run.key, error))
             log(f"run {run.label} dim={run.config.model.dim} lr={run.config.train.lr:g} failed:\n{error}")
 
-    args = [(to_dict(r.config), r.label, sweep.name, checkpoint_dir) for r in todo]
+    args = [(to_dict(r.config), r.label, sweep.name, checkpoint_dir, r.axes) for r in todo]
     try:
         if workers == 1 or len(todo) <= 1:
             for run, a in zip(todo, args):

@@ -1,4 +1,7 @@
-"""Cost measurements of a model: parameters, FLOPs per token, state size, training memory.
+"""Cost measurements of a model: parameters, FLOPs per example and token, state size, training memory.
+
+Every measurement runs the model on a batch of its task's own inputs (tokens, images, tables,
+series), never on stand-in int64 zeros.
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one forward pass, so they
 cover what PyTorch counts (matrix products, convolutions, attention kernels) and not elementwise
@@ -21,24 +24,39 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-def flops_per_token(model: nn.Module, seq_len: int, *, batch_size: int = 1, device: str = "cpu") -> float:
-    """Forward FLOPs per token for ``tokens: [batch_size, seq_len]`` (as counted by FlopCounterMode)."""
+def forward_flops(model: nn.Module, inputs: Any) -> float:
+    """FLOPs of one forward pass on ``inputs`` (as counted by FlopCounterMode)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    tokens = torch.zeros(batch_size, seq_len, dtype=torch.long, device=device)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(tokens)
+            model(inputs)
     finally:
         model.train(was_training)
-    return counter.get_total_flops() / (batch_size * seq_len)
+    return float(counter.get_total_flops())
 
 
-def training_memory_bytes(model: nn.Module, inputs: torch.Tensor) -> int:
+def flops_per_token(model: nn.Module, seq_len: int, *, batch_size: int = 1, device: str = "cpu") -> float:
+    """Forward FLOPs per token for ``tokens: [batch_size, seq_len]`` of a token model."""
+    tokens = torch.zeros(batch_size, seq_len, dtype=torch.long, device=device)
+    return forward_flops(model, tokens) / (batch_size * seq_len)
+
+
+def sequence_length(model: nn.Module, inputs: Any) -> int:
+    """Tokens per example that the backbone mixes: the stem's count, else the input's length."""
+    stem = getattr(model, "stem", None)
+    fixed = stem.num_tokens() if stem is not None and hasattr(stem, "num_tokens") else None
+    if fixed is not None:
+        return fixed
+    return inputs.shape[1]
+
+
+def training_memory_bytes(model: nn.Module, inputs: Any) -> int:
     """Bytes of one training step: weights, grads, AdamW moments and activations saved for backward."""
-    if inputs.device.type == "cuda":
+    device = next(model.parameters()).device
+    if device.type == "cuda":
         return _cuda_peak(model, inputs)
     storages: dict[int, int] = {}
 
@@ -60,26 +78,40 @@ def training_memory_bytes(model: nn.Module, inputs: torch.Tensor) -> int:
     return 4 * weight_bytes + activations
 
 
-def _cuda_peak(model: nn.Module, inputs: torch.Tensor) -> int:  # pragma: no cover - needs a GPU
-    torch.cuda.reset_peak_memory_stats(inputs.device)
+def _cuda_peak(model: nn.Module, inputs: Any) -> int:  # pragma: no cover - needs a GPU
+    device = next(model.parameters()).device
+    torch.cuda.reset_peak_memory_stats(device)
     logits, _ = model(inputs)
     logits.float().sum().backward()
     model.zero_grad(set_to_none=True)
-    return torch.cuda.max_memory_allocated(inputs.device)
+    return torch.cuda.max_memory_allocated(device)
 
 
-def measure_costs(
-    model: nn.Module, *, train_seq_len: int, eval_seq_len: int, batch_size: int, device
-) -> dict:
-    """The static costs of ``model`` for a task: parameters, FLOPs/token, state size, memory."""
-    tokens = torch.zeros(batch_size, train_seq_len, dtype=torch.long, device=device)
+def measure_costs(model: nn.Module, *, task: Any, inputs: Any, device) -> dict:
+    """The static costs of ``model`` on a batch of the task's own ``inputs`` (any kind).
+
+    FLOPs are per example and per token (of the sequence the backbone mixes); the state size is
+    at the training length and at the longest evaluation length (they differ for train-short /
+    test-long probes).
+    """
+    batch = _batch_size(inputs)
+    seq_len = sequence_length(model, inputs)
+    eval_len = max(task.eval_seq_lens) if task.kind == "next_token" else seq_len
+    flops = forward_flops(model, inputs) / batch
     return {
         "params": count_parameters(model),
-        "flops_per_token": flops_per_token(model, train_seq_len, device=str(device)),
-        "state_size": int(model.state_size(train_seq_len)),
-        "state_size_eval": int(model.state_size(eval_seq_len)),
-        "peak_memory_mb": training_memory_bytes(model, tokens) / 2**20,
+        "flops_per_example": flops,
+        "flops_per_token": flops / seq_len,
+        "state_size": int(model.state_size(seq_len)),
+        "state_size_eval": int(model.state_size(eval_len)),
+        "peak_memory_mb": training_memory_bytes(model, inputs) / 2**20,
     }
+
+
+def _batch_size(inputs: Any) -> int:
+    if isinstance(inputs, torch.Tensor):
+        return inputs.shape[0]
+    return next(iter(inputs.values())).shape[0]
 
 
 def environment(device: torch.device | str) -> dict[str, Any]:

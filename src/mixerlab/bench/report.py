@@ -63,11 +63,32 @@ def _metric(row: dict[str, Any]) -> float:
     return float("nan") if value is None else float(value)
 
 
-def leaderboard(rows: list[dict[str, Any]]) -> list[Entry]:
-    """Best-of-lr entries per (mixer, width), best first."""
+def group_label(row: dict[str, Any], group_by: list[str] | None) -> str:
+    """The row's label: its ``mixer`` column, or the values of the chosen sweep axes."""
+    if not group_by:
+        return row["mixer"]
+    axes = row.get("axes") or {}
+    return ", ".join(
+        f"{path.split('.')[-1]}={_axis_text(axes.get(path, row.get(path)))}" for path in group_by
+    )
+
+
+def _axis_text(value: Any) -> str:
+    if isinstance(value, dict) and "name" in value:
+        return str(value["name"])
+    return "-" if value is None else str(value)
+
+
+def leaderboard(rows: list[dict[str, Any]], group_by: list[str] | None = None) -> list[Entry]:
+    """Best-of-lr entries per (label, width), best first.
+
+    The label is the run's ``mixer`` column (its model), or the values of the sweep axes named in
+    ``group_by`` (e.g. ``["model.options.mixing"]``). A baseline of another field (no width, no
+    learning rate) is one entry with ``dim = 0``.
+    """
     groups: dict[tuple[str, int, float], list[dict]] = defaultdict(list)
     for row in rows:
-        groups[(row["mixer"], row["dim"], row["lr"])].append(row)
+        groups[(group_label(row, group_by), row["dim"] or 0, row["lr"] or 0.0)].append(row)
     best: dict[tuple[str, int], Entry] = {}
     for (mixer, dim, lr), members in sorted(groups.items()):
         hib = bool(members[0]["higher_is_better"])
@@ -118,7 +139,9 @@ def plot_state_size(entries: list[Entry], colors: dict[str, Any]):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     dims = sorted({e.dim for e in entries})
     for e in entries:
-        x = max(e.cost("state_size_eval"), 1.0)
+        # A baseline of another field keeps no recurrent state: drawn at 1 like a stateless model.
+        state = e.cost("state_size_eval")
+        x = max(state if math.isfinite(state) else 1.0, 1.0)
         ax.errorbar(
             x,
             _plot_value(e),
@@ -146,8 +169,13 @@ def plot_width(entries: list[Entry], colors: dict[str, Any]):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    for e in entries:
+        if e.dim == 0:  # a baseline has no width: a level line across the plot
+            ax.axhline(_plot_value(e), color=colors[e.mixer], linestyle="--", label=f"{e.mixer} (baseline)")
     for mixer in sorted(colors):
-        mine = sorted((e for e in entries if e.mixer == mixer), key=lambda e: e.dim)
+        mine = sorted((e for e in entries if e.mixer == mixer and e.dim > 0), key=lambda e: e.dim)
+        if not mine:
+            continue
         ax.errorbar(
             [e.dim for e in mine],
             [_plot_value(e) for e in mine],
@@ -158,7 +186,7 @@ def plot_width(entries: list[Entry], colors: dict[str, Any]):
             capsize=3,
         )
     ax.set_xscale("log", base=2)
-    dims = sorted({e.dim for e in entries})
+    dims = sorted({e.dim for e in entries if e.dim > 0})
     ax.set_xticks(dims, [str(d) for d in dims])
     ax.set_xlabel("model width (dim)")
     ax.set_ylabel(_metric_label(entries))
@@ -172,10 +200,11 @@ def plot_width(entries: list[Entry], colors: dict[str, Any]):
 def plot_slices(entries: list[Entry], colors: dict[str, Any], key: str):
     import matplotlib.pyplot as plt
 
-    dims = sorted({e.dim for e in entries})
+    dims = sorted({e.dim for e in entries if e.dim > 0}) or [0]
     fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 4), squeeze=False, sharey=True)
     for ax, dim in zip(axes[0], dims):
-        for e in sorted((e for e in entries if e.dim == dim), key=lambda e: e.mixer):
+        # Baselines (dim 0) appear in every panel.
+        for e in sorted((e for e in entries if e.dim in (dim, 0)), key=lambda e: e.mixer):
             values = e.slice_means().get(key, {})
             xs = sorted(values, key=_numeric)
             ax.plot(
@@ -200,12 +229,12 @@ def plot_slices(entries: list[Entry], colors: dict[str, Any], key: str):
 def plot_seeds(entries: list[Entry], colors: dict[str, Any]):
     import matplotlib.pyplot as plt
 
-    dims = sorted({e.dim for e in entries})
+    dims = sorted({e.dim for e in entries if e.dim > 0}) or [0]
     mixers = sorted(colors)
     width = max(7.0, max(4.5, 0.6 * len(mixers)) * len(dims))
     fig, axes = plt.subplots(1, len(dims), figsize=(width, 4.5), squeeze=False)
     for ax, dim in zip(axes[0], dims):
-        by_mixer = {e.mixer: e for e in entries if e.dim == dim}
+        by_mixer = {e.mixer: e for e in entries if e.dim in (dim, 0)}
         for i, mixer in enumerate(mixers):
             e = by_mixer.get(mixer)
             if e is None:
@@ -264,15 +293,15 @@ def table_rows(entries: list[Entry]) -> list[list[str]]:
             [
                 str(i),
                 e.mixer,
-                str(e.dim),
+                str(e.dim) if e.dim else "-",
                 _fmt(e.mean),
                 _fmt(e.std, 2),
                 str(len(e.values)),
-                f"{e.lr:g}",
-                f"{int(e.cost('params')):,}",
+                f"{e.lr:g}" if e.lr else "-",
+                _count(e.cost("params")),
                 _fmt(e.cost("flops_per_token"), 3),
-                f"{int(e.cost('state_size')):,}",
-                f"{int(e.cost('state_size_eval')):,}",
+                _count(e.cost("state_size")),
+                _count(e.cost("state_size_eval")),
                 _fmt(e.cost("tokens_per_s"), 3),
                 _fmt(e.cost("peak_memory_mb"), 3),
                 _fmt(e.cost("train_cpu_seconds"), 3),
@@ -280,6 +309,10 @@ def table_rows(entries: list[Entry]) -> list[list[str]]:
             ]
         )
     return out
+
+
+def _count(value: float) -> str:
+    return f"{int(value):,}" if math.isfinite(value) else "-"
 
 
 def _png(fig) -> bytes:
@@ -297,6 +330,7 @@ def write_report(
     *,
     sweep: str | None = None,
     task: str | None = None,
+    group_by: list[str] | None = None,
     log: Log = print,
 ) -> dict[str, Any]:
     """Write ``report.html`` and the PNGs for the results in ``store``; returns the paths."""
@@ -320,7 +354,7 @@ def write_report(
         log(f"the store holds several tasks {tasks}; reporting on the latest, {task!r} (choose with --task)")
         rows = [r for r in rows if r["task"] == task]
     task = rows[0]["task"]
-    entries = leaderboard(rows)
+    entries = leaderboard(rows, group_by)
     colors = _colors(sorted({e.mixer for e in entries}))
     figures = {
         "metric_vs_state_size": ("Metric vs state size", plot_state_size(entries, colors)),

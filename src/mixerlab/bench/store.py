@@ -18,6 +18,7 @@ COLUMNS = (
     "run_key",
     "sweep",
     "task",
+    "kind",
     "model",
     "mixer",
     "dim",
@@ -29,9 +30,11 @@ COLUMNS = (
     "higher_is_better",
     "params",
     "flops_per_token",
+    "flops_per_example",
     "state_size",
     "state_size_eval",
     "tokens_per_s",
+    "examples_per_s",
     "peak_memory_mb",
     "train_seconds",
     "train_cpu_seconds",
@@ -41,6 +44,7 @@ COLUMNS = (
     "message",
     "created_at",
     "config",
+    "axes",
     "slices",
     "history",
     "versions",
@@ -73,6 +77,7 @@ class ResultStore:
             sa.Column("run_key", sa.String(64), nullable=False, unique=True),
             sa.Column("sweep", sa.String(200), index=True),
             sa.Column("task", sa.String(100), index=True),
+            sa.Column("kind", sa.String(32)),
             sa.Column("model", sa.String(200)),
             sa.Column("mixer", sa.String(200)),
             sa.Column("dim", sa.Integer),
@@ -84,9 +89,11 @@ class ResultStore:
             sa.Column("higher_is_better", sa.Boolean),
             sa.Column("params", sa.BigInteger),
             sa.Column("flops_per_token", sa.Float),
+            sa.Column("flops_per_example", sa.Float),
             sa.Column("state_size", sa.BigInteger),
             sa.Column("state_size_eval", sa.BigInteger),
             sa.Column("tokens_per_s", sa.Float),
+            sa.Column("examples_per_s", sa.Float),
             sa.Column("peak_memory_mb", sa.Float),
             sa.Column("train_seconds", sa.Float),
             sa.Column("train_cpu_seconds", sa.Float),
@@ -96,6 +103,8 @@ class ResultStore:
             sa.Column("message", sa.Text),
             sa.Column("created_at", sa.DateTime),
             sa.Column("config", sa.JSON),
+            # Every axis of the sweep with this run's value, {dotted.path: value}: the report groups by them.
+            sa.Column("axes", sa.JSON),
             sa.Column("slices", sa.JSON),
             sa.Column("history", sa.JSON),
             sa.Column("versions", sa.JSON),
@@ -150,7 +159,21 @@ class ResultStore:
         if task is not None:
             query = query.where(self.table.c.task == task)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            return [_with_axes(dict(r._mapping)) for r in conn.execute(query)]
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _with_axes(row: dict[str, Any]) -> dict[str, Any]:
+    """A row written before sweeps had axes gets them from its key columns (mixer, width, lr, seed)."""
+    if not row.get("axes"):
+        row["axes"] = {
+            "model.mixer": row.get("mixer"),
+            "model.dim": row.get("dim"),
+            "train.lr": row.get("lr"),
+            "train.seed": row.get("seed"),
+        }
+    if not row.get("kind"):
+        row["kind"] = "next_token"
+    return row

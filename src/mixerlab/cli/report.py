@@ -16,10 +16,15 @@ def report(
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <store folder>/report).")] = None,
     sweep: Annotated[str | None, typer.Option(help="Only this sweep.")] = None,
     task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
+    group_by: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated sweep axes to group by, e.g. model.mixer,model.options.mixing."),
+    ] = None,
 ) -> None:
     """Write report.html (self-contained) and PNG plots from the results store."""
     from mixerlab.bench.report import write_report
 
     if out is None:
         out = Path(store).parent / "report" if "://" not in store else Path("mixerlab-report")
-    write_report(store, out, sweep=sweep, task=task, log=typer.echo)
+    axes = [a.strip() for a in group_by.split(",") if a.strip()] if group_by else None
+    write_report(store, out, sweep=sweep, task=task, group_by=axes, log=typer.echo)

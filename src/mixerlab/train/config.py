@@ -197,6 +197,12 @@ def _coerce(hint: Any, value: Any, owner: str, key: str) -> Any:
     if hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):
+            # YAML 1.1 reads "3e-3" (no dot) as a string; a number written that way is meant as one.
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(owner, key, value, "expected a number")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
