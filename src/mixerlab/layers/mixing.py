@@ -50,8 +50,10 @@ def make_mixer(spec: Spec, *, dim: int, mixing: str = "causal", **options: Any):
     allowed = () if native else _OPTIONS[mixing]  # a native form takes no wrapper options
     for key, value in options.items():
         if key not in allowed:
-            why = f"{name} is natively non-causal (no wrapper)" if native else f"mixing={mixing!r}"
-            raise ConfigError(name, key, value, f"{why} takes the options {list(allowed)}")
+            if native:
+                why = f"{name} is natively non-causal (causal=False, no wrapper), so mixing='noncausal'"
+                raise ConfigError(name, key, value, f"{why} takes no options for it")
+            raise ConfigError(name, key, value, f"mixing={mixing!r} takes the options {list(allowed)}")
     if form == "native" and "causal" in spec_options:
         raise ConfigError(
             name, "causal", spec_options["causal"], "set by the model's mixing; leave it out of the spec"

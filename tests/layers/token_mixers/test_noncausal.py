@@ -223,3 +223,15 @@ def test_native_state_and_bad_mask_are_clear_errors():
     causal = mixerlab.create_token_mixer("attention", **TOKEN_MIXERS.entry("attention").test_kwargs)
     with pytest.raises(ConfigError, match="mask"):  # the causal form still rejects a mask
         causal(x.float(), mask=padding_mask())
+
+
+def test_noncausal_sliding_window_is_symmetric():
+    mixer = build("sliding_window")
+    window, t = mixer.window, T // 2
+    x = inputs("sliding_window")
+    y, _ = mixer(x)
+    for offset, reads in ((window - 1, True), (window, False), (-(window - 1), True), (-window, False)):
+        x2 = x.clone()
+        x2[:, t + offset] = torch.randn_like(x2[:, t + offset])
+        changed = not torch.allclose(mixer(x2)[0][:, t], y[:, t])
+        assert changed == reads, f"position {t} {'should' if reads else 'should not'} read {t + offset}"
