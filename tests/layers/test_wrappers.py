@@ -6,9 +6,10 @@ import pytest
 import torch
 from einops import rearrange
 
+import mixerlab
 from mixerlab.errors import ConfigError
 from mixerlab.layers import CrossScan2D
-from mixerlab.layers.mixing import make_mixer
+from mixerlab.layers.mixing import make_mixer, mixer_class
 from mixerlab.layers.wrappers import CROSS_SCAN, SCAN_ORDERS, scan_orders, valid_first_orders
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -126,3 +127,19 @@ def test_valid_first_orders():
     forward, backward = valid_first_orders(mask)
     assert forward.tolist() == [[0, 1, 2, 3, 4], [1, 2, 4, 0, 3]]
     assert backward.tolist() == [[2, 1, 0, 3, 4], [4, 2, 1, 0, 3]]
+
+
+@pytest.mark.parametrize("name", mixerlab.list_token_mixers())
+def test_every_mixer_mixes_in_2d(name):
+    if mixer_class(name).noncausal == "none":
+        with pytest.raises(ConfigError, match="mixing"):
+            cross_scan(name, grid=(2, 3), num_prefix_tokens=1)
+        return
+    mixer = cross_scan(name, grid=(2, 3), num_prefix_tokens=1)
+    x = tokens(mixer, 7).requires_grad_()
+    y, state = mixer(x)
+    assert y.shape == x.shape and torch.isfinite(y).all() and state == {}
+    y.square().mean().backward()
+    assert torch.isfinite(x.grad).all()
+    for pname, p in mixer.named_parameters():
+        assert p.grad is not None, f"{name}: parameter {pname} got no gradient"
