@@ -89,7 +89,7 @@ def test_cross_scan_is_the_mean_of_its_scans():
     expected = 0
     for inner, name in zip(mixer.mixers, ["column", "row_reverse"]):
         order = scan_orders(2, 3)[name]
-        index = torch.cat([torch.tensor([0]), 1 + order.index])  # the class token first in every scan
+        index = torch.cat([1 + order.index, torch.tensor([0])])  # the class token last in every scan
         y, _ = inner(x[:, index])
         expected = expected + y[:, index.argsort()] / 2
     torch.testing.assert_close(mixer(x)[0], expected)
@@ -143,3 +143,11 @@ def test_every_mixer_mixes_in_2d(name):
     assert torch.isfinite(x.grad).all()
     for pname, p in mixer.named_parameters():
         assert p.grad is not None, f"{name}: parameter {pname} got no gradient"
+
+
+def test_a_class_token_reads_the_whole_grid_in_every_scan():
+    mixer = cross_scan("gla", grid=(2, 3), num_prefix_tokens=1)
+    x = tokens(mixer, 7)
+    changed = x.clone()
+    changed[:, 3] += 1.0  # one grid token
+    assert not torch.allclose(mixer(x)[0][:, 0], mixer(changed)[0][:, 0])

@@ -227,9 +227,10 @@ class CrossScan2D(_Wrapper):
         y = mean_k  unscan_k(mixer_k(scan_k(x)))
 
     Tokens beyond the grid: the first ``num_prefix_tokens`` tokens (class tokens, registers) take
-    part in every scan, at its front, so every grid token reads them; with causal inner mixers a
-    prefix token's own output reads only the prefix (pool the grid tokens, or read the class token
-    after a later global layer). The sequence must be ``num_prefix_tokens + H * W`` tokens long.
+    part in every scan at its *end*, so that with causal inner mixers a class token reads the whole
+    grid in every direction (a class token in front would read nothing but itself, and a
+    class-token head would learn nothing; Vision Mamba, arXiv:2401.09417, moves it to the middle
+    for the same reason). The sequence must be ``num_prefix_tokens + H * W`` tokens long.
 
     No padding mask (a grid has no padding: a mask is an error) and no state (the state is
     ``{}``, ``state_size`` is 0, a non-empty ``state=`` is an error).
@@ -285,8 +286,8 @@ class CrossScan2D(_Wrapper):
         self.mixers = nn.ModuleList(mixers)
         table = scan_orders(H, W, orders)
         prefix = torch.arange(num_prefix_tokens)
-        # Whole-sequence indices [K, P + H W]: the prefix stays in front, the grid follows in order k.
-        index = torch.stack([torch.cat([prefix, num_prefix_tokens + table[o].index]) for o in orders])
+        # Whole-sequence indices [K, P + H W]: the grid in order k, then the prefix tokens.
+        index = torch.stack([torch.cat([num_prefix_tokens + table[o].index, prefix]) for o in orders])
         self.register_buffer("index", index, persistent=False)
         self.register_buffer("inverse", index.argsort(dim=1), persistent=False)
 

@@ -238,7 +238,9 @@ class SeriesEmbedding(Stem):
     Each example is normalised by its own per-channel mean and standard deviation over the
     context (reversible instance normalisation, Kim et al., ICLR 2022), with a learned affine
     map; the statistics go to the head in ``context`` so that the forecast is mapped back.
-    ``series [B, L, C] -> [B, L / patch_len, D]`` (patches of every channel flattened together).
+    ``series [B, L, C] -> [B, ceil(L / patch_len), D]`` (patches of every channel flattened
+    together); a context that ``patch_len`` does not divide is padded in front with its first
+    value, as PatchTST pads its end with the last.
     """
 
     def __init__(
@@ -247,16 +249,10 @@ class SeriesEmbedding(Stem):
         super().__init__()
         for name, value in (("context", context), ("num_channels", num_channels), ("patch_len", patch_len)):
             check_positive_int("series stem", name, value)
-        check(
-            context % patch_len == 0,
-            "series stem",
-            "patch_len",
-            patch_len,
-            f"must divide context={context}",
-        )
         self.context, self.num_channels, self.patch_len, self.revin = context, num_channels, patch_len, revin
         self.proj = nn.Linear(patch_len * num_channels, dim)
-        self.pos = nn.Parameter(torch.empty(context // patch_len, dim))
+        self.pad = -context % patch_len
+        self.pos = nn.Parameter(torch.empty((context + self.pad) // patch_len, dim))
         self.affine_weight = nn.Parameter(torch.ones(num_channels))
         self.affine_bias = nn.Parameter(torch.zeros(num_channels))
         self.reset_parameters()
@@ -268,7 +264,7 @@ class SeriesEmbedding(Stem):
         nn.init.zeros_(self.affine_bias)
 
     def num_tokens(self) -> int:
-        return self.context // self.patch_len
+        return (self.context + self.pad) // self.patch_len
 
     def forward(self, series: Tensor) -> tuple[Tensor, Context]:
         expected = (self.context, self.num_channels)
@@ -283,6 +279,8 @@ class SeriesEmbedding(Stem):
             std = (series.var(dim=1, keepdim=True, unbiased=False) + 1e-5).sqrt()
             series = (series - mean) / std * self.affine_weight + self.affine_bias
             context["revin"] = (mean, std)
+        if self.pad:
+            series = torch.cat([series[:, :1].expand(-1, self.pad, -1), series], dim=1)
         patches = rearrange(series, "b (n p) c -> b n (p c)", p=self.patch_len)
         return self.proj(patches) + self.pos, context
 

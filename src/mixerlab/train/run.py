@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from mixerlab.tasks.base import Task, create_task
 from mixerlab.train.config import (
     RunConfig,
     apply_overrides,
@@ -21,7 +22,22 @@ def build_run_config(
 ) -> RunConfig:
     """The run config from ``path`` (YAML/JSON), then ``overrides`` and ``key=value`` assignments."""
     data = apply_overrides(load_mapping(path), {**(overrides or {}), **parse_assignments(assignments)})
+    if "name" not in (data.get("model") or {}):
+        # No model named: the one for the task's kind and inputs (an LM for token tasks).
+        task_data = data.get("task") or {}
+        task = create_task(task_data.get("name", "mqar"), **(task_data.get("options") or {}))
+        data = apply_overrides(data, {"model.name": default_model(task)})
     return from_dict(RunConfig, data, "run")
+
+
+def default_model(task: Task) -> str:
+    """The named model a task of this kind and input is trained with when the config names none."""
+    io = task.model_io()
+    if task.kind == "next_token":
+        return "lm"
+    if task.kind == "forecast":
+        return "forecaster"
+    return "image_classifier" if "image_size" in io else "tabular"
 
 
 def train_command(
