@@ -109,3 +109,51 @@ def test_killing_compare_half_way_then_rerunning_loses_and_redoes_nothing(tmp_pa
     kept = {r["run_key"]: (r["id"], r["created_at"], r["metric"]) for r in after}
     for row in before:  # finished rows are neither lost nor redone
         assert kept[row["run_key"]] == (row["id"], row["created_at"], row["metric"])
+
+
+TABLE_SWEEP = {
+    "name": "table-grid",
+    "task": {"name": "synthetic_table", "options": {"num_examples": 160}},
+    "models": [{"name": "attention", "num_heads": 2}],
+    "grid": {
+        "method.name": ["standard", "gradient_noise"],
+        "model": [{"name": "tabular"}, {"name": "hist_gradient_boosting", "options": {"max_iter": 10}}],
+    },
+    "widths": [8],
+    "lrs": [3e-3],
+    "seeds": [0],
+    "model": {"name": "tabular", "depth": 1},
+    "train": {"epochs": 1, "batch_size": 32},
+}
+
+
+def test_the_grid_runs_over_non_mixer_fields_with_a_baseline_in_the_same_table(tmp_path):
+    runs, _ = plan(_sweep(TABLE_SWEEP), log=lambda m: None)
+    # 2 methods x the model, plus one baseline run (methods mean nothing to it).
+    assert sorted(r.label for r in runs) == [
+        "attention [name=gradient_noise]",
+        "attention [name=standard]",
+        "hist_gradient_boosting",
+    ]
+    summary = compare(TABLE_SWEEP, out_dir=tmp_path, workers=1, log=lambda m: None)
+    assert summary.failed == [] and len(summary.finished) == 3
+    rows = {r["mixer"]: r for r in ResultStore(tmp_path / "results.sqlite").rows()}
+    assert rows["attention [name=gradient_noise]"]["axes"]["method.name"] == "gradient_noise"
+    assert rows["attention [name=gradient_noise]"]["config"]["method"]["name"] == "gradient_noise"
+    baseline = rows["hist_gradient_boosting"]
+    assert baseline["kind"] == "classify" and baseline["dim"] is None and baseline["params"] > 0
+    assert 0.5 < baseline["metric"] <= 1.0 and baseline["metric_name"] == "accuracy"
+    model = rows["attention [name=standard]"]
+    assert model["flops_per_example"] > 0 and model["examples_per_s"] > 0 and model["state_size"] == 0
+    assert Path(summary.report["html"]).read_text().count("hist_gradient_boosting") >= 1
+
+
+def _sweep(data):
+    from mixerlab.bench.compare import load_sweep
+
+    return load_sweep(data)
+
+
+def test_a_grid_path_outside_the_run_config_is_a_clear_error():
+    with pytest.raises(ConfigError, match="grid"):
+        _sweep({**TABLE_SWEEP, "grid": {"optimizer.lr": [1, 2]}})

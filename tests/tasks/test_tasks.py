@@ -10,8 +10,8 @@ import torch
 from mixerlab.errors import ConfigError
 from mixerlab.registry import TASKS
 from mixerlab.tasks import create_task
-from mixerlab.train.evaluate import evaluate
 from mixerlab.tasks.base import IGNORE, TaskData
+from mixerlab.train.evaluate import evaluate
 
 # Token tasks (kind next_token); the other kinds have their own tests (test_real_data.py).
 ALL = [entry.name for entry in TASKS if entry.builder.kind == "next_token"]

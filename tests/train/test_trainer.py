@@ -138,3 +138,26 @@ def test_cpu_budget_stops_the_run_and_says_so():
     result = Trainer(tiny_config(max_cpu_seconds=1e-9), progress=False).fit()
     assert result.status == "time_limit" and result.steps == 1 and result.epochs == 1
     assert "max_cpu_seconds" in result.message and result.metrics is not None
+
+
+@pytest.mark.parametrize("task", ["digits", "synthetic_table", "diabetes", "elnino"])
+def test_every_task_kind_trains_with_the_model_for_its_kind(task):
+    from mixerlab.train.run import build_run_config
+
+    config = build_run_config(None, {"task.name": task, "model.dim": 8, "model.depth": 1, "train.epochs": 1})
+    trainer = Trainer(config, progress=False)
+    result = trainer.fit()
+    assert result.status == "finished" and result.metrics is not None
+    assert result.metrics.name == trainer.objective.metric and math.isfinite(result.metrics.value)
+    assert config.model.name == {"digits": "image_classifier", "elnino": "forecaster"}.get(task, "tabular")
+
+
+def test_a_model_for_another_kind_of_task_is_a_clear_error():
+    from mixerlab.train.run import build_run_config
+
+    config = build_run_config(None, {"task.name": "digits", "model.name": "lm"})
+    with pytest.raises(ConfigError, match="image_classifier"):
+        Trainer(config, progress=False)
+    config = build_run_config(None, {"task.name": "digits", "model.options": {"head": "lm"}})
+    with pytest.raises(ConfigError, match="head"):
+        Trainer(config, progress=False)

@@ -146,10 +146,11 @@ def compose(
                 f"neither the stem {split_spec(stem, 'stem')[0]!r} nor the head "
                 f"{split_spec(head, 'head')[0]!r} takes it",
             )
-    built_stem = build(STEMS, stem, dim=dim, **{k: v for k, v in io.items() if k in stem_takes})
-    head_io = {k: v for k, v in io.items() if k in head_takes}
-    if "num_tokens" in head_takes and "num_tokens" not in head_io:
-        head_io["num_tokens"] = built_stem.num_tokens()
+    # Backbone first, then stem and head: the order the language model always drew its weights in.
+    stem_io = {k: v for k, v in io.items() if k in stem_takes}
+    with torch.device("meta"):  # the stem's grid and prefix tokens, without drawing weights
+        probe = build(STEMS, stem, dim=dim, **stem_io)
+    grid, prefix = probe.grid, probe.num_prefix_tokens
     backbone = Backbone(
         dim=dim,
         depth=depth,
@@ -157,8 +158,12 @@ def compose(
         channel_mixer=channel_mixer,
         norm=norm,
         mixing=mixing,
-        grid=built_stem.grid,
-        num_prefix_tokens=built_stem.num_prefix_tokens,
+        grid=grid,
+        num_prefix_tokens=prefix,
     )
+    built_stem = build(STEMS, stem, dim=dim, **stem_io)
+    head_io = {k: v for k, v in io.items() if k in head_takes}
+    if "num_tokens" in head_takes and "num_tokens" not in head_io:
+        head_io["num_tokens"] = built_stem.num_tokens()
     built_head = build(HEADS, head, dim=dim, **head_io)
     return Model(built_stem, backbone, built_head, tie_weights=tie_embeddings)

@@ -52,6 +52,9 @@ class TokenEmbedding(Stem):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        # Two draws, as nn.Embedding's own init followed by N(0, 0.02): seeded language models get
+        # the same initial weights as before the stem existed, so stored results stay reproducible.
+        nn.init.normal_(self.weight)
         nn.init.normal_(self.weight, std=0.02)
 
     def forward(self, tokens: Tensor) -> tuple[Tensor, Context]:
