@@ -12,7 +12,18 @@ import mixerlab.cli.list
 import mixerlab.cli.report
 import mixerlab.cli.train  # noqa: F401  (each module adds its command)
 from mixerlab.cli.app import app
-from mixerlab.registry import CHANNEL_MIXERS, NORMS, TASKS, TOKEN_MIXERS
+from mixerlab.registry import (
+    BASELINES,
+    CHANNEL_MIXERS,
+    HEADS,
+    METHODS,
+    NORMS,
+    OBJECTIVES,
+    STEMS,
+    TASKS,
+    TOKEN_MIXERS,
+    TRANSFORMS,
+)
 
 runner = CliRunner()
 
@@ -29,9 +40,10 @@ def test_list_shows_every_registered_entry_and_markdown_table():
     for name in TOKEN_MIXERS.list() + TASKS.list():
         assert name in result.output
     table = runner.invoke(app, ["list", "--markdown"]).output
-    assert "| name | paper | arXiv | state size | time | memory | modes |" in table
+    assert "| name | paper | arXiv | state size | time | memory | modes | mixing |" in table
     rows = [line for line in table.splitlines() if line.startswith("| `")]
-    assert len(rows) == len(TOKEN_MIXERS) + len(CHANNEL_MIXERS) + len(NORMS)
+    others = (STEMS, HEADS, OBJECTIVES, METHODS, TRANSFORMS, BASELINES)
+    assert len(rows) == len(TOKEN_MIXERS) + len(CHANNEL_MIXERS) + len(NORMS) + sum(map(len, others))
     assert runner.invoke(app, ["list", "tasks"]).exit_code == 0
     assert runner.invoke(app, ["list", "nonsense"]).exit_code != 0
 

@@ -3,19 +3,52 @@
 from __future__ import annotations
 
 from mixerlab.errors import check_choice
-from mixerlab.registry import CHANNEL_MIXERS, MODELS, NORMS, TASKS, TOKEN_MIXERS, Registry
+from mixerlab.registry import (
+    BASELINES,
+    CHANNEL_MIXERS,
+    HEADS,
+    METHODS,
+    MODELS,
+    NORMS,
+    OBJECTIVES,
+    STEMS,
+    TASKS,
+    TOKEN_MIXERS,
+    TRANSFORMS,
+    Registry,
+)
 
 
 def registries() -> dict[str, Registry]:
+    import mixerlab.bench.baselines  # the baselines of other fields
     import mixerlab.tasks  # noqa: F401  (importing mixerlab registers blocks/models; this, the tasks)
 
     return {
         "mixers": TOKEN_MIXERS,
         "channel_mixers": CHANNEL_MIXERS,
         "norms": NORMS,
+        "stems": STEMS,
+        "heads": HEADS,
         "models": MODELS,
         "tasks": TASKS,
+        "objectives": OBJECTIVES,
+        "methods": METHODS,
+        "transforms": TRANSFORMS,
+        "baselines": BASELINES,
     }
+
+
+def mixing_support(builder) -> str:
+    """What a mixer class supports beyond causal 1-D, as the README's mixing column says it."""
+    noncausal = getattr(builder, "noncausal", "none")
+    packed = getattr(builder, "packed", "none")
+    parts = [
+        "causal" if getattr(builder, "causal", True) else "",
+        {"native": "non-causal", "bidirectional": "non-causal (bidir.)"}.get(noncausal, ""),
+        "2-D" if noncausal != "none" else "",
+        {"native": "packed", "split": "packed (split)"}.get(packed, ""),
+    ]
+    return ", ".join(p for p in parts if p)
 
 
 def listing(kind: str | None = None) -> str:
@@ -52,8 +85,8 @@ def markdown_table() -> str:
         f"Token mixers ({len(regs['mixers'])}); state size is per sequence (T tokens seen, H heads, "
         "K/V head dims, G key/value heads, D width, N state dim, W window or kernel).",
         "",
-        _row(["name", "paper", "arXiv", "state size", "time", "memory", "modes"]),
-        "|---|---|---|---|---|---|---|",
+        _row(["name", "paper", "arXiv", "state size", "time", "memory", "modes", "mixing"]),
+        "|---|---|---|---|---|---|---|---|",
     ]
     for e in regs["mixers"]:
         meta = e.meta
@@ -66,6 +99,7 @@ def markdown_table() -> str:
             str(meta.get("time", "")),
             str(meta.get("memory", "")),
             modes,
+            mixing_support(e.builder),
         ]
         lines.append(_row(cells))
     lines += [
@@ -76,6 +110,23 @@ def markdown_table() -> str:
         "|---|---|---|---|",
     ]
     for kind, key in (("channel mixer", "channel_mixers"), ("norm", "norms")):
+        for e in regs[key]:
+            lines.append(_row([f"`{e.name}`", kind, e.paper or e.summary, _arxiv(e)]))
+    lines += [
+        "",
+        "Stems, heads, objectives, training methods, transforms and baselines of other fields.",
+        "",
+        _row(["name", "kind", "what", "arXiv"]),
+        "|---|---|---|---|",
+    ]
+    for kind, key in (
+        ("stem", "stems"),
+        ("head", "heads"),
+        ("objective", "objectives"),
+        ("method", "methods"),
+        ("transform", "transforms"),
+        ("baseline", "baselines"),
+    ):
         for e in regs[key]:
             lines.append(_row([f"`{e.name}`", kind, e.paper or e.summary, _arxiv(e)]))
     return "\n".join(lines)

@@ -12,14 +12,18 @@ from mixerlab.cli.app import app
 @app.command(name="list")
 def list_(
     kind: Annotated[
-        str | None, typer.Argument(help="Only one kind: mixers, channel_mixers, norms, models, tasks.")
+        str | None,
+        typer.Argument(
+            help="Only one kind: mixers, channel_mixers, norms, stems, heads, models, tasks, "
+            "objectives, methods, transforms, baselines."
+        ),
     ] = None,
     markdown: Annotated[bool, typer.Option(help="Print the README tables of blocks.")] = False,
     update_readme: Annotated[
         str | None, typer.Option(help="Rewrite the blocks section of this README file in place.")
     ] = None,
 ) -> None:
-    """List registered token mixers, channel mixers, norms, models and tasks."""
+    """List everything registered: blocks, stems, heads, models, tasks, methods, transforms, baselines."""
     from mixerlab.bench import listing as lst
 
     if update_readme is not None:
