@@ -10,6 +10,7 @@ A method is registered in :data:`mixerlab.registry.METHODS` and selected by name
     optimizer.step()
     method.after_step(model, step)                  # e.g. update an EMA teacher
     method.state_dict() / method.load_state_dict()  # extra state kept in the checkpoint
+    method.evaluate_variants(model, evaluate)       # after training: each sub-network / exit
 
 These are enough for methods that replace backpropagation (override ``backward`` or ``loss`` and
 detach between blocks), add noise to gradients, train nested sub-networks (override ``loss``)
@@ -19,6 +20,7 @@ or distil from a teacher (``wrap`` keeps the teacher, ``loss`` adds its term).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -57,6 +59,15 @@ class TrainingMethod:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+    def evaluate_variants(self, model: nn.Module, evaluate: Callable[[nn.Module], Any]) -> dict[str, Any]:
+        """Sub-networks or exits to evaluate after training: ``{name: metrics dict}`` (none here).
+
+        ``evaluate(module)`` returns the task's :class:`~mixerlab.tasks.base.Metrics` of any module
+        called like the model; a nested-width method evaluates each width, an early-exit method
+        each threshold, adding what each costs (e.g. ``{"flops_fraction": 0.5}``).
+        """
+        return {}
 
 
 @METHODS.register(

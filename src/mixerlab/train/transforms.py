@@ -4,8 +4,10 @@ A transform is registered in :data:`mixerlab.registry.TRANSFORMS` and listed in 
 
     transforms: [{name: prune_magnitude, options: {amount: 0.5}, when: after}]
 
-``when: before`` transforms the freshly built model, which is then trained (pruning masks stay
-applied during training); ``when: after`` transforms the trained model, which is evaluated again.
+``apply(model, context)`` gets a :class:`TransformContext` (the task, its training data for
+calibration, the device). ``when: before`` transforms the freshly built model, which is then
+trained (pruning masks stay applied during training); ``when: after`` transforms the trained
+model, which is evaluated again.
 ``apply`` returns the model (the same object or a new one) and a dict of facts recorded with the
 result (for pruning: the sparsity reached). ``finalize`` makes a before-training transform
 permanent once training ends.
@@ -13,6 +15,7 @@ permanent once training ends.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,10 +28,21 @@ from mixerlab.registry import TRANSFORMS
 WHEN = ("before", "after")
 
 
-class Transform:
-    """``apply(model) -> (model, facts)``; ``finalize(model)`` after training for ``when: before``."""
+@dataclass
+class TransformContext:
+    """What a transform may read besides the model: calibration data comes from ``data``."""
 
-    def apply(self, model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
+    task: Any = None
+    data: Any = None  # the task's training TaskData
+    device: Any = "cpu"
+
+
+class Transform:
+    """``apply(model, context) -> (model, facts)``; ``finalize(model)`` ends a ``before`` transform."""
+
+    def apply(
+        self, model: nn.Module, context: TransformContext | None = None
+    ) -> tuple[nn.Module, dict[str, Any]]:
         raise NotImplementedError
 
     def finalize(self, model: nn.Module) -> nn.Module:
@@ -79,7 +93,9 @@ class PruneMagnitude(Transform):
         self.amount, self.scope = amount, scope
 
     @torch.no_grad()
-    def apply(self, model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
+    def apply(
+        self, model: nn.Module, context: TransformContext | None = None
+    ) -> tuple[nn.Module, dict[str, Any]]:
         targets = prunable_weights(model)
         if self.scope == "global":
             prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=self.amount)
