@@ -93,35 +93,36 @@ class BitsPerToken(CrossEntropy):
         return bits, scored.flatten(1).sum(-1).double()
 
 
+class _ElementwiseError(Objective):
+    """An error of every predicted value (``error(pred - target)``), averaged: loss and metric alike."""
+
+    higher_is_better = False
+
+    @staticmethod
+    def error(diff: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def loss(self, pred: Tensor, targets: Tensor) -> Tensor:
+        _check_same_shape(self.metric, pred, targets)
+        return self.error(pred.float() - targets.float()).mean()
+
+    def score(self, pred: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        _check_same_shape(self.metric, pred, targets)
+        err = self.error(pred.double() - targets.double()).reshape(len(targets), -1)
+        return err.sum(-1), torch.full_like(err[:, 0], err.shape[1])
+
+
 @OBJECTIVES.register("mse", summary="Mean squared error: the loss and the metric (lower is better).")
-class MeanSquaredError(Objective):
+class MeanSquaredError(_ElementwiseError):
     """Squared error, averaged over every predicted value."""
 
     metric = "mse"
-    higher_is_better = False
-
-    def loss(self, pred: Tensor, targets: Tensor) -> Tensor:
-        _check_same_shape("mse", pred, targets)
-        return F.mse_loss(pred.float(), targets.float())
-
-    def score(self, pred: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        _check_same_shape("mse", pred, targets)
-        err = (pred.double() - targets.double()).square().reshape(len(targets), -1)
-        return err.sum(-1), torch.full_like(err[:, 0], err.shape[1])
+    error = staticmethod(torch.square)
 
 
 @OBJECTIVES.register("mae", summary="Mean absolute error: the loss and the metric (lower is better).")
-class MeanAbsoluteError(Objective):
+class MeanAbsoluteError(_ElementwiseError):
     """Absolute error, averaged over every predicted value."""
 
     metric = "mae"
-    higher_is_better = False
-
-    def loss(self, pred: Tensor, targets: Tensor) -> Tensor:
-        _check_same_shape("mae", pred, targets)
-        return F.l1_loss(pred.float(), targets.float())
-
-    def score(self, pred: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        _check_same_shape("mae", pred, targets)
-        err = (pred.double() - targets.double()).abs().reshape(len(targets), -1)
-        return err.sum(-1), torch.full_like(err[:, 0], err.shape[1])
+    error = staticmethod(torch.abs)
