@@ -35,14 +35,31 @@ def test_tiny_compare_end_to_end_with_two_workers_then_rerun_skips(tmp_path):
     assert again.skipped_done == 4 and again.finished == []
 
 
-def test_sweep_plan_covers_the_grid_and_skips_unregistered_mixers():
-    sweep = build_sweep(None, tiny=True, lists={"models": "attention,no_such_mixer", "lrs": "1e-3,3e-3"})
-    notes: list[str] = []
-    runs, _ = plan(sweep, notes.append)
-    assert len(runs) == 1 * 1 * 2 * 2 and any("no_such_mixer" in n for n in notes)
-    assert len({r.key for r in runs}) == len(runs)
+def test_sweep_plan_covers_the_grid_and_an_unregistered_mixer_is_an_error():
+    sweep = build_sweep(None, tiny=True, lists={"models": "attention,gla", "lrs": "1e-3,3e-3"})
+    runs, _ = plan(sweep, lambda message: None)
+    assert len(runs) == 2 * 1 * 2 * 2 and len({r.key for r in runs}) == len(runs)
+    # A typo must not quietly shrink the comparison.
+    sweep = build_sweep(None, tiny=True, lists={"models": "attention,atention"})
+    with pytest.raises(ConfigError, match="did you mean 'attention'"):
+        plan(sweep, lambda message: None)
     with pytest.raises(ConfigError, match="epochz"):
         build_sweep(None, tiny=True, assignments=["train.epochz=3"])
+    # A spec dict in a comma list keeps its own commas.
+    sweep = build_sweep(None, tiny=True, lists={"models": 'gla,{"name": "attention", "num_heads": 2}'})
+    assert sweep.models == ["gla", {"name": "attention", "num_heads": 2}]
+
+
+def test_the_default_sweep_has_a_step_budget_and_the_cpu_cap_only_as_a_safety_net():
+    from mixerlab.train.trainer import Trainer
+
+    sweep = build_sweep(None)
+    assert sweep.train.max_steps is not None and sweep.train.max_cpu_seconds is not None
+    trainer = Trainer(plan(sweep, lambda message: None)[0][0].config, progress=False)
+    steps_per_epoch, total, epochs = trainer.budget()
+    assert total == sweep.train.max_steps < steps_per_epoch * sweep.train.epochs
+    # The cap is far above what the slowest default run needs (about 0.3 CPU-s a step on one thread).
+    assert sweep.train.max_cpu_seconds > 2 * 0.3 * total
 
 
 def test_default_sweep_uses_registered_mixers_at_two_widths():

@@ -11,6 +11,7 @@ import mixerlab.cli.compare
 import mixerlab.cli.list
 import mixerlab.cli.report
 import mixerlab.cli.train  # noqa: F401  (each module adds its command)
+from mixerlab.bench.store import ResultStore
 from mixerlab.cli.app import app
 from mixerlab.registry import (
     BASELINES,
@@ -65,6 +66,8 @@ def test_train_prints_progress_and_final_metrics(tmp_path):
         "--no-progress",
         "--output",
         str(out),
+        "--store",
+        str(tmp_path / "runs" / "results.sqlite"),
         "--set",
         "task.options={seq_len: 8, test_seq_lens: [8, 16], num_train: 64, num_test: 16}",
     ]
@@ -76,6 +79,32 @@ def test_train_prints_progress_and_final_metrics(tmp_path):
         "8",
         "16",
     }
+    # The run is in the store, as a row like a sweep's (sweep "train"), and the report shows it.
+    store = tmp_path / "runs" / "results.sqlite"
+    (row,) = ResultStore(store).rows()
+    assert row["sweep"] == "train" and row["run_key"] == saved["run_key"] and row["params"] > 0
+    assert row["metric"] == saved["metrics"]["value"] and row["axes"]["model.dim"] == 16
+    assert not list((tmp_path / "runs" / "checkpoints").glob("*.pt"))  # removed once stored
+    for header in ("metric ± std", "params", "state", "throughput", "ended by"):
+        assert header in result.output
+    shown = runner.invoke(app, ["report", "--store", str(store), "--sweep", "train"])
+    assert shown.exit_code == 0, shown.output
+    assert "attention" in shown.output and "http.server" in shown.output
+    assert (tmp_path / "runs" / "report" / "report.html").exists()
+    # The same run again is found in the store, not trained again.
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "already in" in again.output and "epoch 1/" not in again.output
+    assert len(ResultStore(store).rows()) == 1
+
+
+def test_bare_train_is_the_first_run_of_the_default_compare():
+    from mixerlab.bench.compare import build_sweep, plan
+    from mixerlab.train.run import build_run_config
+
+    runs, _ = plan(build_sweep(None), log=lambda message: None)
+    first = min(runs, key=lambda r: (r.config.train.seed, r.config.train.lr, r.config.model.dim))
+    assert build_run_config(None).key() in {r.key for r in runs}
+    assert build_run_config(None).task == first.config.task
 
 
 def test_train_rejects_unknown_config_keys():

@@ -13,6 +13,12 @@ there are several workers), and its result is written to the results store as so
 finishes. A run already in the store is skipped, so re-running an interrupted sweep only does
 what is missing; a run killed mid-way resumes from its last per-epoch checkpoint.
 
+Interrupts: workers ignore SIGINT (a terminal's Ctrl-C reaches the whole process group) and die
+with the parent (Linux ``PR_SET_PDEATHSIG``), so only the parent decides. The first Ctrl-C sets
+an event the workers poll before every step: each running run stops, keeping its checkpoint, no
+new run starts, and :func:`compare` returns with ``interrupted`` set. The second Ctrl-C kills the
+workers and raises :class:`KeyboardInterrupt` at once.
+
 Fairness: every run sees the same data (the task's data seed), the same budget (epochs, batch
 size, schedule), and the same small learning-rate grid; the report takes the best learning rate
 per model and shows the spread over seeds.
@@ -22,10 +28,13 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import copy
+import difflib
 import itertools
 import json
 import multiprocessing
 import os
+import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -36,7 +45,7 @@ from typing import Any
 import torch
 
 from mixerlab.bench import baselines as _baselines  # noqa: F401  (registers the baselines)
-from mixerlab.errors import ConfigError, check
+from mixerlab.errors import ConfigError, check, check_positive_int
 from mixerlab.layers.spec import split_spec
 from mixerlab.registry import BASELINES, TOKEN_MIXERS
 from mixerlab.train.config import (
@@ -49,6 +58,7 @@ from mixerlab.train.config import (
     from_dict,
     to_dict,
 )
+from mixerlab.train.interrupts import Interrupted, stop_on_interrupt
 
 Log = Callable[[str], None]
 
@@ -81,6 +91,10 @@ class SweepConfig:
             check(
                 len(getattr(self, name)) > 0, "sweep", name, getattr(self, name), "expected a non-empty list"
             )
+        for lr in self.lrs:
+            check(lr > 0 and lr == lr, "sweep", "lrs", lr, "expected learning rates > 0, e.g. 3e-3,1e-2")
+        for width in self.widths:
+            check_positive_int("sweep", "widths", width)
         roots = ("task", "model", "train", "method", "transforms", "objective")
         for path, values in self.grid.items():
             check(
@@ -120,6 +134,9 @@ class CompareSummary:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     report: dict[str, Any] | None = None
+    # Stopped by Ctrl-C: finished runs are in the store, the others keep their checkpoints.
+    interrupted: bool = False
+    sweep: str = ""
 
 
 def load_sweep(data: dict[str, Any] | SweepConfig) -> SweepConfig:
@@ -127,14 +144,20 @@ def load_sweep(data: dict[str, Any] | SweepConfig) -> SweepConfig:
 
 
 def resolve_models(sweep: SweepConfig, log: Log) -> tuple[list[Any], list[str]]:
-    """The sweep's models that are registered now, topped up to ``min_models``; and the notes."""
+    """The sweep's models, topped up to ``min_models`` with other registered mixers; and the notes.
+
+    A name that is not registered is an error: a typo must not quietly shrink a comparison.
+    """
     notes, models = [], []
     for spec in sweep.models:
         name, _ = split_spec(spec, "token mixer")
-        if name in TOKEN_MIXERS:
-            models.append(spec)
-        else:
-            notes.append(f"skipping {name!r}: no token mixer of that name is registered")
+        if name not in TOKEN_MIXERS:
+            close = difflib.get_close_matches(str(name), TOKEN_MIXERS.list(), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(
+                "sweep", "models", name, f"{hint}registered token mixers are {TOKEN_MIXERS.list()}"
+            )
+        models.append(spec)
     if len(models) < sweep.min_models:
         chosen = {split_spec(s, "token mixer")[0] for s in models}
         extra = [n for n in TOKEN_MIXERS.list() if n not in chosen][: sweep.min_models - len(models)]
@@ -248,18 +271,28 @@ def _short(value: Any) -> str:
 
 
 def preflight(runs: list[PlannedRun], log: Log) -> tuple[list[PlannedRun], list[str]]:
-    """Build each (mixer, width) once; drop the combinations that cannot be built, with a note."""
+    """Build each (model, width) once before any run starts.
+
+    A configuration error (options a mixer rejects, a width its heads do not divide) stops the
+    sweep with that error; any other failure to build drops the combination with a note, so one
+    broken block does not hold up the rest (its error is shown).
+    """
     from mixerlab.train.trainer import build_model, build_task
 
     task = build_task(runs[0].config) if runs else None
     bad: dict[tuple[str, int], str] = {}
+    built: set[tuple[str, int]] = set()
     for run in runs:
         combo = (run.label, run.config.model.dim)
-        if combo in bad or task is None or run.config.model.name in BASELINES:
+        if combo in bad or combo in built or task is None or run.config.model.name in BASELINES:
             continue
         try:
             build_model(run.config.model, task)
-        except (ConfigError, TypeError, ValueError) as err:
+            built.add(combo)
+        except ConfigError as err:
+            where = f"{err.allowed} (model {run.label} at dim={combo[1]})"
+            raise ConfigError(err.owner, err.field, err.value, where) from err
+        except (TypeError, ValueError) as err:
             bad[combo] = f"skipping {run.label} at dim={combo[1]}: {err}"
             log(bad[combo])
     return [r for r in runs if (r.label, r.config.model.dim) not in bad], list(bad.values())
@@ -271,15 +304,28 @@ def run_one(
     sweep: str,
     checkpoint_dir: str | None,
     axes: dict[str, Any] | None = None,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress: bool = False,
+    log: Log | None = None,
 ) -> dict[str, Any]:
-    """Train (or fit, for a baseline) one run and measure its costs; returns the store row."""
+    """Train (or fit, for a baseline) one run and measure its costs; returns the store row.
+
+    The checkpoint is ``checkpoint``, else ``<checkpoint_dir>/<run key>.pt``, else none.
+    ``should_stop`` is polled before every step; when it turns true the run raises
+    :class:`~mixerlab.train.interrupts.Interrupted` and its last checkpoint stays.
+    """
     run = from_dict(RunConfig, config, "run")
     key = run.key()
     if run.model.name in BASELINES:
         task, objective, part = _fit_baseline(run)
     else:
-        checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{key}.pt"
-        task, objective, part = _train_run(run, checkpoint)
+        if checkpoint is None and checkpoint_dir is not None:
+            checkpoint = Path(checkpoint_dir) / f"{key}.pt"
+        task, objective, part = _train_run(
+            run, checkpoint, should_stop=should_stop, progress=progress, log=log
+        )
     metrics = part.pop("metrics")
     return {
         "run_key": key,
@@ -345,12 +391,25 @@ def _fit_baseline(run: RunConfig) -> tuple[Any, Any, dict[str, Any]]:
     )
 
 
-def _train_run(run: RunConfig, checkpoint: Path | None) -> tuple[Any, Any, dict[str, Any]]:
+def _train_run(
+    run: RunConfig,
+    checkpoint: str | os.PathLike | None,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    progress: bool = False,
+    log: Log | None = None,
+) -> tuple[Any, Any, dict[str, Any]]:
     """Train one model; its task, objective and the run-specific columns of its row."""
-    from mixerlab.bench.costs import environment, measure_costs
+    from mixerlab.bench.costs import count_parameters, environment, measure_costs
     from mixerlab.train.trainer import Trainer
 
-    trainer = Trainer(run, checkpoint_path=checkpoint, progress=False)
+    trainer = Trainer(run, checkpoint_path=checkpoint, progress=progress, log=log, should_stop=should_stop)
+    if log is not None:
+        _, steps, _ = trainer.budget()
+        log(
+            f"training {run.model.name} ({count_parameters(trainer.model):,} parameters, "
+            f"{torch.get_num_threads()} threads) on {run.task.name} for {steps} steps"
+        )
     result = trainer.fit()
     example = trainer.train_data.batch(slice(0, run.train.batch_size), trainer.device)["inputs"]
     env = environment(trainer.device)
@@ -378,15 +437,50 @@ def _train_run(run: RunConfig, checkpoint: Path | None) -> tuple[Any, Any, dict[
     )
 
 
-def _init_worker(threads: int) -> None:
+# In a worker process: the sweep's stop event (set by the parent on the first Ctrl-C).
+_STOP: Any = None
+
+
+def _init_worker(threads: int, stop: Any, parent: int) -> None:
+    global _STOP
+    # Ctrl-C reaches every process of the terminal's group; only the parent acts on it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
+    _STOP = stop
     torch.set_num_threads(threads)
 
 
-def _run_safely(config, label, sweep, checkpoint_dir, axes=None) -> tuple[str, dict | None, str]:
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when the parent dies (Linux), so none is ever orphaned."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
     try:
-        return "ok", run_one(config, label, sweep, checkpoint_dir, axes), ""
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _run_safely(
+    config, label, sweep, checkpoint_dir, axes=None, should_stop: Callable[[], bool] | None = None
+) -> tuple[str, dict | None, str]:
+    if should_stop is None and _STOP is not None:
+        should_stop = _STOP.is_set
+    if should_stop is not None and should_stop():
+        return "interrupted", None, ""  # queued before the stop: never started
+    try:
+        return "ok", run_one(config, label, sweep, checkpoint_dir, axes, should_stop=should_stop), ""
+    except Interrupted:
+        return "interrupted", None, ""
     except Exception:  # a broken mixer must not take the sweep down; the error is reported
         return "error", None, traceback.format_exc()
+
+
+# Seconds the workers get to stop after the first Ctrl-C before they are killed.
+STOP_GRACE_SECONDS = 10.0
 
 
 def compare(
@@ -398,20 +492,32 @@ def compare(
     report: bool = True,
     log: Log = print,
 ) -> CompareSummary:
-    """Run (the missing runs of) ``sweep``, writing each result to the store; then the report."""
-    from mixerlab.bench.store import ResultStore
+    """Run (the missing runs of) ``sweep``, writing each result to the store; then the report.
+
+    Everything is checked before anything is created or run: the sweep, every model at every
+    width, the store. Ctrl-C: see the module docstring.
+    """
+    from mixerlab.bench.store import ResultStore, check_store
 
     sweep = load_sweep(sweep)
-    check(isinstance(workers, int) and workers >= 1, "compare", "workers", workers, "expected an int >= 1")
+    check(
+        isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1,
+        "compare",
+        "workers",
+        workers,
+        "expected an integer >= 1",
+    )
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    results = ResultStore(store or out / "results.sqlite")
+    store_path = store or out / "results.sqlite"
+    check_store(store_path, must_exist=False, owner="compare")
     started = time.perf_counter()
     runs, notes = plan(sweep, log)
+    runs, more_notes = preflight(runs, log)
+    out.mkdir(parents=True, exist_ok=True)
+    results = ResultStore(store_path)
     done = results.finished_keys()
     todo = [r for r in runs if r.key not in done]
-    todo, more_notes = preflight(todo, log)
-    summary = CompareSummary(results.url, len(runs), len(runs) - len([r for r in runs if r.key not in done]))
+    summary = CompareSummary(results.url, len(runs), len(runs) - len(todo), sweep=sweep.name)
     summary.notes = notes + more_notes
     log(
         f"sweep {sweep.name!r}: {len(runs)} runs on {sweep.task.name}, {summary.skipped_done} already in "
@@ -420,6 +526,8 @@ def compare(
     checkpoint_dir = str(out / "checkpoints")
 
     def record(run: PlannedRun, status: str, row: dict | None, error: str) -> None:
+        if status == "interrupted":
+            return
         if status == "ok" and row is not None:
             results.write(row)
             Path(checkpoint_dir, f"{run.key}.pt").unlink(missing_ok=True)
@@ -438,28 +546,77 @@ def compare(
     args = [(to_dict(r.config), r.label, sweep.name, checkpoint_dir, r.axes) for r in todo]
     try:
         if workers == 1 or len(todo) <= 1:
-            for run, a in zip(todo, args):
-                record(run, *_run_safely(*a))
+            with stop_on_interrupt() as request:
+                for run, a in zip(todo, args):
+                    record(run, *_run_safely(*a, should_stop=request))
+                    if request.requested:
+                        break
+                summary.interrupted = request.requested
         else:
-            ctx = multiprocessing.get_context("spawn")
-            with cf.ProcessPoolExecutor(
-                max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_init_worker, initargs=(1,)
-            ) as pool:
-                futures = {pool.submit(_run_safely, *a): run for run, a in zip(todo, args)}
-                try:
-                    for future in cf.as_completed(futures):
-                        record(futures[future], *future.result())
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
+            summary.interrupted = _run_in_pool(todo, args, min(workers, len(todo)), record)
     finally:
         summary.seconds = time.perf_counter() - started
         results.close()
-    if report:
+    if report and not summary.interrupted and (summary.finished or summary.skipped_done):
         from mixerlab.bench.report import write_report
 
         summary.report = write_report(results.url, out / "report", sweep=sweep.name, log=log)
     return summary
+
+
+def _run_in_pool(
+    todo: list[PlannedRun], args: list[tuple], workers: int, record: Callable[..., None]
+) -> bool:
+    """Run ``args`` on ``workers`` spawned processes, recording each result; True if interrupted."""
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    with stop_on_interrupt(on_first=stop.set) as request:
+        # Workers start with SIGINT blocked (the mask is inherited through spawn), so a Ctrl-C
+        # during their start-up cannot raise in them; a Ctrl-C meanwhile waits for the parent.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            pool = cf.ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=ctx,
+                initializer=_init_worker,
+                initargs=(1, stop, os.getpid()),
+            )
+            futures = {pool.submit(_run_safely, *a): run for run, a in zip(todo, args)}
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        pending, deadline = set(futures), None
+        try:
+            while pending:
+                finished, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+                for future in finished:
+                    if future.cancelled():
+                        continue
+                    try:
+                        outcome = future.result()
+                    except Exception as err:  # a worker died (killed, out of memory)
+                        outcome = ("error", None, f"{type(err).__name__}: {err}")
+                    record(futures[future], *outcome)
+                if request.requested:
+                    for future in pending:
+                        future.cancel()
+                    pending = {f for f in pending if not f.cancelled()}
+                    deadline = deadline or time.monotonic() + STOP_GRACE_SECONDS
+                    if time.monotonic() > deadline:
+                        _kill_workers()
+                        break
+        except BaseException:  # the second Ctrl-C: stop at once
+            _kill_workers()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True, cancel_futures=True)
+        return request.requested
+
+
+def _kill_workers() -> None:
+    for child in multiprocessing.active_children():
+        child.kill()
+    for child in multiprocessing.active_children():
+        child.join(timeout=5)
 
 
 def build_sweep(
@@ -477,12 +634,27 @@ def build_sweep(
     overrides: dict[str, Any] = {}
     for key, text in (lists or {}).items():
         if text:
-            overrides[key] = [parse_value(item.strip()) for item in text.split(",") if item.strip()]
+            overrides[key] = [parse_value(item) for item in split_list(text)]
     if overrides.get("models"):
         # Explicit mixers replace the default list, so do not top it up with others.
         overrides["min_models"] = 0
     data = apply_overrides(data, {**overrides, **parse_assignments(assignments)})
     return load_sweep(data)
+
+
+def split_list(text: str) -> list[str]:
+    """Split a comma list at the commas outside brackets: ``gla,{"name": "attention", "num_heads": 2}``."""
+    items, depth, current = [], 0, ""
+    for char in text:
+        depth += char in "[{("
+        depth -= char in "]})"
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    items.append(current)
+    return [item.strip() for item in items if item.strip()]
 
 
 def compare_command(
@@ -500,6 +672,8 @@ def compare_command(
     """What ``mixerlab compare`` does: build the sweep, run it, print a summary."""
     sweep = build_sweep(path, lists=lists, assignments=assignments, tiny=tiny)
     summary = compare(sweep, out_dir=out, store=store, workers=workers, report=report, log=log)
+    if summary.interrupted:
+        return summary
     log(
         f"done in {summary.seconds:.0f}s: {len(summary.finished)} run(s) finished, {summary.skipped_done} "
         f"already in the store, {len(summary.failed)} failed; store: {summary.store_url}"

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mixerlab.errors import ConfigError
+
 Log = Any
 
 
@@ -324,6 +326,85 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
+def load_rows(
+    store: str | os.PathLike, *, sweep: str | None = None, task: str | None = None
+) -> list[dict[str, Any]]:
+    """The rows of an existing store matching ``sweep`` / ``task``, creating nothing.
+
+    A missing or unreadable store, or filters that match nothing, raise
+    :class:`~mixerlab.errors.ConfigError` saying what the store does hold.
+    """
+    from mixerlab.bench.store import ResultStore, check_store
+
+    check_store(store, must_exist=True, owner="report")
+    results = ResultStore(store, create=False)
+    try:
+        rows = results.rows(sweep=sweep, task=task)
+        if rows:
+            return rows
+        for name, value in (("sweep", sweep), ("task", task)):
+            held = results.distinct(name)
+            if value is not None and value not in held:
+                raise ConfigError("report", name, value, f"the store holds {name}s {held}")
+        if sweep is not None and task is not None:
+            allowed = f"sweep {sweep!r} has no runs on task {task!r}"
+            raise ConfigError("report", "task", task, allowed)
+        raise ConfigError("report", "store", str(store), "the store holds no runs yet")
+    finally:
+        results.close()
+
+
+def check_group_by(rows: list[dict[str, Any]], group_by: list[str] | None) -> None:
+    """Every axis named in ``group_by`` must be an axis of some run (or a column)."""
+    known = {path for row in rows for path in (row.get("axes") or {})}
+    for path in group_by or []:
+        if path not in known and path not in rows[0]:
+            raise ConfigError("report", "group_by", path, f"the runs' sweep axes are {sorted(known)}")
+
+
+def terminal_table(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
+    """The leaderboard's columns that matter in a terminal, and one row per entry (best first).
+
+    Throughput is tokens/s for token tasks and examples/s otherwise; "ended by" says whether the
+    schedule (the step budget), the target metric, the CPU safety cap or a divergence ended each
+    seed's run.
+    """
+    columns = ["model", "dim", "metric ± std", "seeds", "lr", "params", "state", "throughput", "ended by"]
+    rows = []
+    for e in entries:
+        tokens = e.cost("tokens_per_s")
+        speed = f"{tokens:,.0f} tok/s" if math.isfinite(tokens) else _examples(e)
+        ended = sorted({ENDED_BY.get(r["status"], r["status"]) for r in e.rows})
+        rows.append(
+            [
+                e.mixer,
+                str(e.dim) if e.dim else "-",
+                f"{_fmt(e.mean)} ± {_fmt(e.std, 2)}",
+                str(len(e.values)),
+                f"{e.lr:g}" if e.lr else "-",
+                _count(e.cost("params")),
+                _count(e.cost("state_size_eval")),
+                speed,
+                ", ".join(ended),
+            ]
+        )
+    return columns, rows
+
+
+# What ended a run, by its status, in words.
+ENDED_BY = {
+    "finished": "schedule",
+    "early_stopped": "target",
+    "time_limit": "cpu cap",
+    "diverged": "diverged",
+}
+
+
+def _examples(e: Entry) -> str:
+    value = e.cost("examples_per_s")
+    return f"{value:,.0f} ex/s" if math.isfinite(value) else "-"
+
+
 def write_report(
     store: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -337,17 +418,10 @@ def write_report(
     import matplotlib
 
     matplotlib.use("Agg")
-    from mixerlab.bench.store import ResultStore
-
-    results = ResultStore(store)
-    try:
-        rows = results.rows(sweep=sweep, task=task)
-    finally:
-        results.close()
+    rows = load_rows(store, sweep=sweep, task=task)
+    check_group_by(rows, group_by)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if not rows:
-        raise ValueError(f"no results in {store} (sweep={sweep!r}, task={task!r})")
     tasks = sorted({r["task"] for r in rows})
     if len(tasks) > 1:
         task = rows[-1]["task"]

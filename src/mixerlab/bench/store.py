@@ -5,6 +5,10 @@ at a shared server so several machines can fill one sweep. Each row is written i
 transaction when its run finishes, so an interrupted sweep keeps every row already written and
 never leaves half a row. Rows are keyed by the run's config hash (``run_key``), which is how a
 re-run of a sweep knows what is already done.
+
+:func:`check_store` looks at a store before anything uses it (a missing, text, truncated or
+corrupt file, an unknown URL scheme, a server that does not answer) and says what is wrong in
+one :class:`~mixerlab.errors.ConfigError`; a reader opens with ``create=False`` and creates nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import datetime as dt
 import os
 from pathlib import Path
 from typing import Any
+
+from mixerlab.errors import ConfigError
 
 COLUMNS = (
     "run_key",
@@ -51,23 +57,111 @@ COLUMNS = (
 )
 
 
-def database_url(store: str | os.PathLike) -> str:
-    """A SQLAlchemy URL for ``store``: URLs pass through, paths become ``sqlite:///<path>``."""
+def database_url(store: str | os.PathLike, *, create: bool = True) -> str:
+    """A SQLAlchemy URL for ``store``: URLs pass through, paths become ``sqlite:///<path>``.
+
+    ``create`` makes the file's folder (a writer's store); a reader's creates nothing.
+    """
     text = str(store)
     if "://" in text:
         return text
     path = Path(text).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
 
 
-class ResultStore:
-    """Read and write run results (imports SQLAlchemy only when a store is opened)."""
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_STORE_HINT = "a results store is a SQLite file written by `mixerlab compare` or `mixerlab train`"
 
-    def __init__(self, store: str | os.PathLike) -> None:
+
+def check_store(store: str | os.PathLike, *, must_exist: bool, owner: str = "store") -> None:
+    """Raise :class:`ConfigError` (field ``store``) unless ``store`` can be used, creating nothing.
+
+    A path must be a readable, intact SQLite file (or, unless ``must_exist``, not exist yet); a
+    URL must name an installed database driver and a server that answers.
+    """
+    text = str(store)
+    if "://" not in text:
+        _check_sqlite_path(Path(text).expanduser(), text, must_exist, owner)
+        return
+    import sqlalchemy as sa
+
+    try:
+        url = sa.engine.make_url(text)
+    except sa.exc.ArgumentError:
+        allowed = "expected a SQLite file path or a database URL such as postgresql://user@host/db"
+        raise ConfigError(owner, "store", text, allowed) from None
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            _check_sqlite_path(Path(url.database).expanduser(), text, must_exist, owner)
+        return
+    try:
+        engine = sa.create_engine(url)
+    except sa.exc.NoSuchModuleError:
+        raise ConfigError(owner, "store", text, "unknown database kind; use sqlite or postgresql") from None
+    except ImportError as err:
+        raise ConfigError(owner, "store", text, f"its database driver is not installed ({err})") from None
+    try:
+        with engine.connect():
+            has_runs = sa.inspect(engine).has_table("runs")
+    except sa.exc.SQLAlchemyError as err:
+        first = str(getattr(err, "orig", err)).strip().splitlines()[0]
+        raise ConfigError(owner, "store", text, f"cannot connect: {first}") from None
+    finally:
+        engine.dispose()
+    if must_exist and not has_runs:
+        raise ConfigError(owner, "store", text, f"the database has no runs table; {_STORE_HINT}")
+
+
+def _check_sqlite_path(path: Path, text: str, must_exist: bool, owner: str) -> None:
+    if not path.exists():
+        if must_exist:
+            raise ConfigError(owner, "store", text, f"no such file; {_STORE_HINT}")
+        return
+    if path.is_dir():
+        raise ConfigError(
+            owner, "store", text, "is a folder; expected a SQLite file, e.g. <folder>/results.sqlite"
+        )
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except OSError as err:
+        raise ConfigError(owner, "store", text, f"cannot be read ({err.strerror})") from None
+    if not head:
+        if must_exist:
+            raise ConfigError(owner, "store", text, f"is an empty file; {_STORE_HINT}")
+        return  # SQLite takes an empty file as a new database
+    if head != _SQLITE_HEADER:
+        raise ConfigError(owner, "store", text, f"is not a SQLite database; {_STORE_HINT}")
+    import sqlite3
+
+    try:
+        # Read-only: looking at a damaged file must not change it.
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            problems = [r[0] for r in con.execute("PRAGMA quick_check")]
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as err:
+        raise ConfigError(owner, "store", text, f"is damaged or truncated ({err})") from None
+    if problems != ["ok"]:
+        raise ConfigError(owner, "store", text, f"is damaged or truncated ({problems[0]})")
+    if "runs" not in tables and (must_exist or tables):
+        raise ConfigError(owner, "store", text, f"is a SQLite database without a runs table; {_STORE_HINT}")
+
+
+class ResultStore:
+    """Read and write run results (imports SQLAlchemy only when a store is opened).
+
+    ``create=False`` opens an existing store only (a reader): no folder, file or table is made.
+    """
+
+    def __init__(self, store: str | os.PathLike, *, create: bool = True) -> None:
         import sqlalchemy as sa
 
-        self.url = database_url(store)
+        self.url = database_url(store, create=create)
         self.engine = sa.create_engine(self.url)
         meta = sa.MetaData()
         self.table = sa.Table(
@@ -109,6 +203,11 @@ class ResultStore:
             sa.Column("history", sa.JSON),
             sa.Column("versions", sa.JSON),
         )
+        if not create:
+            if not sa.inspect(self.engine).has_table("runs"):
+                raise ConfigError("store", "store", str(store), f"has no runs table; {_STORE_HINT}")
+            self._add_missing_columns(sa)
+            return
         try:
             meta.create_all(self.engine)
         except sa.exc.DBAPIError:
@@ -160,6 +259,22 @@ class ResultStore:
             query = query.where(self.table.c.task == task)
         with self.engine.connect() as conn:
             return [_with_axes(dict(r._mapping)) for r in conn.execute(query)]
+
+    def get(self, run_key: str) -> dict[str, Any] | None:
+        """The row of one run, or None."""
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(self.table).where(self.table.c.run_key == run_key)).first()
+        return None if row is None else _with_axes(dict(row._mapping))
+
+    def distinct(self, column: str) -> list[Any]:
+        """The values of one column across all rows, sorted (to say what a filter could match)."""
+        import sqlalchemy as sa
+
+        with self.engine.connect() as conn:
+            values = conn.execute(sa.select(self.table.c[column]).distinct()).scalars()
+            return sorted(v for v in values if v is not None)
 
     def close(self) -> None:
         self.engine.dispose()

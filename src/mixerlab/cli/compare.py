@@ -8,7 +8,11 @@ from typing import Annotated
 import typer
 
 from mixerlab.cli.app import app
-from mixerlab.errors import ConfigError
+
+RESUME = (
+    "run the same command again to resume (finished runs are skipped, "
+    "the others continue from their last checkpoint)"
+)
 
 
 @app.command()
@@ -28,13 +32,19 @@ def compare(
     lrs: Annotated[str | None, typer.Option(help="Comma-separated learning rates.")] = None,
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds.")] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a sweep field: --set train.epochs=4")
+        list[str] | None, typer.Option("--set", help="Override a sweep field: --set train.max_steps=200")
     ] = None,
     tiny: Annotated[bool, typer.Option(help="A seconds-long sweep to try the pipeline.")] = False,
     report: Annotated[bool, typer.Option(help="Write the HTML/PNG report at the end.")] = True,
 ) -> None:
-    """Run a sweep (mixers x widths x lrs x seeds); skips runs already in the store."""
+    """Run a sweep (mixers x widths x lrs x seeds); skips runs already in the store.
+
+    Ctrl-C once stops cleanly within seconds (finished runs stay in the store, running ones keep
+    their last checkpoint; run the same command to resume); twice stops at once.
+    """
     from mixerlab.bench.compare import compare_command
+    from mixerlab.bench.report import load_rows
+    from mixerlab.cli._table import print_leaderboard, print_report_location
 
     try:
         summary = compare_command(
@@ -48,8 +58,16 @@ def compare(
             report=report,
             log=typer.echo,
         )
-    except ConfigError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2) from err
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted again: stopped at once; {RESUME}", err=True)
+        raise typer.Exit(code=130) from None
+    if summary.interrupted:
+        stored = summary.skipped_done + len(summary.finished)
+        typer.echo(f"interrupted: {stored} finished run(s) in {summary.store_url}; {RESUME}", err=True)
+        raise typer.Exit(code=130)
+    if summary.finished or summary.skipped_done:
+        print_leaderboard(f"sweep {summary.sweep!r}", load_rows(summary.store_url, sweep=summary.sweep))
+    if summary.report is not None:
+        print_report_location(summary.report["html"])
     if summary.failed:
         raise typer.Exit(code=1)

@@ -21,10 +21,14 @@ def report(
         typer.Option(help="Comma-separated sweep axes to group by, e.g. model.mixer,model.options.mixing."),
     ] = None,
 ) -> None:
-    """Write report.html (self-contained) and PNG plots from the results store."""
-    from mixerlab.bench.report import write_report
+    """Write report.html (self-contained) and PNG plots from the results store; print the leaderboard."""
+    from mixerlab.bench.report import load_rows, write_report
+    from mixerlab.cli._table import print_leaderboard, print_report_location
 
     if out is None:
         out = Path(store).parent / "report" if "://" not in store else Path("mixerlab-report")
     axes = [a.strip() for a in group_by.split(",") if a.strip()] if group_by else None
-    write_report(store, out, sweep=sweep, task=task, group_by=axes, log=typer.echo)
+    written = write_report(store, out, sweep=sweep, task=task, group_by=axes, log=typer.echo)
+    rows = load_rows(store, sweep=sweep, task=written["task"])
+    print_leaderboard(f"task {written['task']!r}", rows, axes)
+    print_report_location(written["html"])

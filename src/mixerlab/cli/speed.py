@@ -16,14 +16,22 @@ from mixerlab.cli.app import app
 from mixerlab.errors import ConfigError
 
 
-def _ints(text: str | None) -> list[int] | None:
-    return None if text is None else [int(v) for v in text.split(",") if v]
+def _ints(text: str | None, name: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError("speed", name, text, "expected comma-separated integers, e.g. 256,1024") from None
 
 
 @app.command()
 def speed(
     mixers: str = typer.Option(None, help="Comma-separated mixer names (default: every registered mixer)."),
-    quick: bool = typer.Option(False, help="A few-minute run: L in {256, 1024}, float32, fewer repeats."),
+    quick: bool = typer.Option(
+        False,
+        help="Fewer lengths (256, 1024), float32 only, fewer repeats; still minutes per mixer on 2 cores.",
+    ),
     lengths: str = typer.Option(None, help="Comma-separated sequence lengths (default 256,1024,4096,16384)."),
     dtypes: str = typer.Option(None, help="Comma-separated dtypes (default float32,bfloat16)."),
     decode_contexts: str = typer.Option(None, help="Comma-separated decoding contexts (default 1k,4k,16k)."),
@@ -47,13 +55,16 @@ def speed(
     ),
     benchmarks_md: Path = typer.Option(None, help="Also write the tables into this BENCHMARKS.md section."),
 ) -> None:
-    """Throughput, memory, decoding speed and speed-ups against baselines measured in the same run."""
+    """Throughput, memory, decoding speed and speed-ups against baselines measured in the same run.
+
+    Ctrl-C stops it; mixers measured so far are in <out>/speed.json (continue with --resume).
+    """
     overrides = {
         k: v
         for k, v in {
             "mixers": None if mixers is None else [m for m in mixers.split(",") if m],
-            "lengths": _ints(lengths),
-            "decode_contexts": _ints(decode_contexts),
+            "lengths": _ints(lengths, "lengths"),
+            "decode_contexts": _ints(decode_contexts, "decode_contexts"),
             "dtypes": None if dtypes is None else [d for d in dtypes.split(",") if d],
             "batch_size": batch_size,
             "dim": dim,
@@ -69,21 +80,23 @@ def speed(
     command = "mixerlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
         if from_json is not None:
-            if not from_json.exists():
-                raise ConfigError("speed", "from_json", str(from_json), "expected an existing speed.json")
-            results = SpeedResults.from_dict(json.loads(from_json.read_text()))
+            results = _load(from_json, "from_json")
             measured_by = results.config.get("command", f"not recorded in {from_json}")
             command = f"{measured_by}`, tables re-rendered by `{command}"
             quick = results.config.get("quick", quick)
         else:
             again = [] if redo is None else [m for m in redo.split(",") if m]
             results = _run(overrides, quick, out, resume, command, again)
-    except ConfigError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2) from err
+    except KeyboardInterrupt:
+        typer.echo(
+            f"interrupted: mixers measured so far are in {out / 'speed.json'}; add --resume to continue",
+            err=True,
+        )
+        raise typer.Exit(code=130) from None
     typer.echo(summary(results))
     for path in write_files(results, out):
         typer.echo(f"wrote {path}")
+    _print_table(results)
     if benchmarks_md is not None:
         update_benchmarks_md(benchmarks_md, "speed-quick" if quick else "speed", command, results)
         typer.echo(f"updated {benchmarks_md}")
@@ -99,7 +112,7 @@ def _run(
         if not json_path.exists():
             allowed = f"{json_path} does not exist; run without --resume first"
             raise ConfigError("speed", "resume", True, allowed)
-        previous = SpeedResults.from_dict(json.loads(json_path.read_text()))
+        previous = _load(json_path, "resume")
         for name in redo:
             if name not in previous.done:
                 raise ConfigError(
@@ -124,3 +137,27 @@ def _run(
     return stamp(
         run_speed(cfg, log=lambda msg: typer.echo(msg, err=True), previous=previous, on_mixer_done=save)
     )
+
+
+def _load(path: Path, field: str) -> SpeedResults:
+    """A speed.json written by an earlier run; anything else is a one-line error naming ``field``."""
+    if not path.is_file():
+        raise ConfigError("speed", field, str(path), "expected an existing speed.json")
+    try:
+        return SpeedResults.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(
+            "speed", field, str(path), f"expected a speed.json written by `mixerlab speed` ({err})"
+        ) from None
+
+
+def _print_table(results: SpeedResults) -> None:
+    """The compact terminal table: per mixer, training throughput at each length, first dtype."""
+    from mixerlab.bench.speed_report import throughput_table
+    from mixerlab.cli._table import print_table
+
+    dtype = results.config["dtypes"][0]
+    rows = throughput_table(results, dtype)
+    keep = [i for i, name in enumerate(rows[0]) if i == 0 or name.startswith(("fwd+bwd", "peak MiB"))]
+    table = [[row[i] for i in keep] for row in rows]
+    print_table(f"speed ({dtype}): training step throughput and peak memory", table[0], table[1:])

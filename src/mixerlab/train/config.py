@@ -62,11 +62,15 @@ class TrainConfig:
     seed: int = 0
     # Stop as soon as an evaluation reaches this metric (>= for accuracy, <= for bits per char).
     target_metric: float | None = None
-    # Stop training after this many CPU seconds of the run's process (a safety budget for sweeps,
-    # counted in CPU time so that a busy machine does not cut runs short; the result says so).
+    # Stop training after this many CPU seconds of the run's process. A safety cap only: a run it
+    # ends depends on the machine's load (status ``time_limit``); budgets are ``max_steps``.
     max_cpu_seconds: float | None = None
     eval_batch_size: int = 256
     device: str = "cpu"
+    # The run's budget in optimiser steps: the schedule ends at min(epochs x steps per epoch,
+    # max_steps), so a run is the same on every machine and its learning rate reaches the end
+    # of its decay. None: the epochs alone set the budget.
+    max_steps: int | None = None
 
     def __post_init__(self) -> None:
         check_positive_int("train", "epochs", self.epochs)
@@ -83,6 +87,8 @@ class TrainConfig:
             self.grad_clip,
             "expected > 0 or null",
         )
+        if self.max_steps is not None:
+            check_positive_int("train", "max_steps", self.max_steps)
         check(
             self.max_cpu_seconds is None or self.max_cpu_seconds > 0,
             "train",
@@ -128,15 +134,26 @@ def to_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-# Fields added after runs were first stored: left out of a run's key while at their defaults, so a
-# run keeps the key (and its stored result) it had before they existed.
-_LATER_FIELDS = {"method": {"name": "standard", "options": {}}, "transforms": [], "objective": None}
+# Fields added after runs were first stored, by dotted path: left out of a run's key while at their
+# defaults, so a run keeps the key (and its stored result) it had before they existed.
+_LATER_FIELDS: dict[str, Any] = {
+    "method": {"name": "standard", "options": {}},
+    "transforms": [],
+    "objective": None,
+    "train.max_steps": None,
+}
 
 
 def config_key(config: Any) -> str:
     data = to_dict(config)
     if isinstance(config, RunConfig):
-        data = {k: v for k, v in data.items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
+        for path, default in _LATER_FIELDS.items():
+            *parents, last = path.split(".")
+            node = data
+            for part in parents:
+                node = node.get(part, {})
+            if last in node and node[last] == default:
+                del node[last]
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -227,15 +244,23 @@ def load_mapping(path: str | None) -> dict[str, Any]:
     """A YAML or JSON file as a dict (``{}`` for no path). YAML is imported only when needed."""
     if path is None:
         return {}
-    text = open(path, encoding="utf-8").read()  # noqa: SIM115
-    if str(path).endswith(".json"):
-        data = json.loads(text)
-    else:
-        import yaml
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ConfigError("config", "path", str(path), "no such file; expected a YAML or JSON file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError("config", "path", str(path), f"cannot be read as text ({err})") from None
+    import yaml
 
-        data = yaml.safe_load(text)
+    try:
+        # JSON is YAML, but a .json file gets JSON's own messages (line and column of the fault).
+        data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        where = " ".join(str(err).split())
+        raise ConfigError("config", "path", str(path), f"expected valid YAML/JSON: {where}") from None
     if not isinstance(data, dict):
-        raise ConfigError("config file", "path", path, "expected a mapping at the top level")
+        raise ConfigError("config", "path", str(path), "expected a mapping at the top level")
     return data
 
 
@@ -243,7 +268,12 @@ def parse_value(text: str) -> Any:
     """A command-line value as YAML (``3e-3`` -> float, ``[2, 4]`` -> list, ``gla`` -> str)."""
     import yaml
 
-    value = yaml.safe_load(text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(
+            "override", "value", text, f"expected a YAML value ({' '.join(str(err).split())})"
+        ) from None
     # YAML 1.1 reads "3e-3" as a string; numbers written that way are meant as numbers.
     if isinstance(value, str):
         try:

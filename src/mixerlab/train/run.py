@@ -1,8 +1,17 @@
-"""Run one training job from a config file plus overrides (what ``mixerlab train`` calls)."""
+"""Run one training job from a config file plus overrides (what ``mixerlab train`` calls).
+
+Without a config file the run is the first one of the default comparison
+(:data:`mixerlab.bench.defaults.DEFAULT_SWEEP`: same task, budget and model setup), so ``train``
+and ``compare`` agree on what a run is. The result goes to the same results store as a sweep's,
+as the same row (sweep name ``train``), so ``mixerlab report`` shows it.
+"""
 
 from __future__ import annotations
 
+import copy
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mixerlab.tasks.base import Task, create_task
@@ -14,14 +23,40 @@ from mixerlab.train.config import (
     parse_assignments,
     to_dict,
 )
-from mixerlab.train.trainer import Trainer
+
+DEFAULT_STORE = "mixerlab-runs/results.sqlite"
+SWEEP_NAME = "train"
+
+
+def default_run() -> dict[str, Any]:
+    """The first run of the default comparison, as a config dict."""
+    from mixerlab.bench.defaults import DEFAULT_SWEEP
+
+    sweep = copy.deepcopy(DEFAULT_SWEEP)
+    model = {**sweep.get("model", {}), "mixer": sweep["models"][0], "dim": sweep["widths"][0]}
+    train = {**sweep.get("train", {}), "lr": sweep["lrs"][0], "seed": sweep["seeds"][0]}
+    return {"task": sweep["task"], "model": model, "train": train}
 
 
 def build_run_config(
     path: str | None, overrides: dict[str, Any] | None = None, assignments: list[str] | None = None
 ) -> RunConfig:
-    """The run config from ``path`` (YAML/JSON), then ``overrides`` and ``key=value`` assignments."""
-    data = apply_overrides(load_mapping(path), {**(overrides or {}), **parse_assignments(assignments)})
+    """The run config from ``path`` (YAML/JSON, else :func:`default_run`), then overrides.
+
+    ``overrides`` and ``key=value`` ``assignments`` are dotted paths. When they name another task
+    than the default run's, that task starts from its own defaults and the model for its kind.
+    """
+    changes = {**(overrides or {}), **parse_assignments(assignments)}
+    if path:
+        data = load_mapping(path)
+    else:
+        data = default_run()
+        if changes.get("task.name", data["task"]["name"]) != data["task"]["name"]:
+            # Another task: its own options, the model for its kind, no target in another metric.
+            data["task"] = {"name": changes["task.name"]}
+            data["model"].pop("name", None)
+            data["train"].pop("target_metric", None)
+    data = apply_overrides(data, changes)
     if "name" not in (data.get("model") or {}):
         # No model named: the one for the task's kind and inputs (an LM for token tasks).
         task_data = data.get("task") or {}
@@ -45,30 +80,83 @@ def train_command(
     overrides: dict[str, Any],
     assignments: list[str],
     *,
-    checkpoint: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    store: str | os.PathLike | None = DEFAULT_STORE,
     progress: bool = True,
     log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Train and return a JSON-ready summary: config, status, metrics, steps, throughput."""
-    import torch
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Train one run and write its row to ``store`` (None: no store); returns (row, was stored before).
 
-    from mixerlab.bench.costs import count_parameters
+    A run already in the store is not trained again: its stored row comes back. Without an
+    explicit ``checkpoint`` the run checkpoints to ``<store folder>/checkpoints/<run key>.pt``
+    (removed once the row is written), so an interrupted ``train`` resumes.
+    """
+    from mixerlab.bench.compare import mixer_labels, run_one
+    from mixerlab.bench.store import ResultStore, check_store
 
     config = build_run_config(path, overrides, assignments)
-    trainer = Trainer(config, checkpoint_path=checkpoint, progress=progress, log=log)
-    log(
-        f"training {config.model.name} ({count_parameters(trainer.model):,} parameters, "
-        f"{torch.get_num_threads()} threads) on {config.task.name}"
-    )
-    result = trainer.fit()
+    key = config.key()
+    results = None
+    if store is not None:
+        check_store(store, must_exist=False, owner="train")
+        results = ResultStore(store)
+        stored = results.get(key)
+        if stored is not None:
+            results.close()
+            return stored, True
+    own_checkpoint = checkpoint is None and store is not None and "://" not in str(store)
+    if own_checkpoint:
+        checkpoint = Path(store).parent / "checkpoints" / f"{key}.pt"
+    label = mixer_labels([config.model.mixer])[0]
+    axes = {
+        "model.mixer": label,
+        "model.dim": config.model.dim,
+        "train.lr": config.train.lr,
+        "train.seed": config.train.seed,
+    }
+    try:
+        row = run_one(
+            to_dict(config),
+            label,
+            SWEEP_NAME,
+            None,
+            axes,
+            checkpoint=checkpoint,
+            should_stop=should_stop,
+            progress=progress,
+            log=log,
+        )
+        if results is not None:
+            results.write(row)
+            if own_checkpoint:
+                Path(checkpoint).unlink(missing_ok=True)
+    finally:
+        if results is not None:
+            results.close()
+    return row, False
+
+
+def result_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """The JSON ``train --output`` writes: config, status, metrics (with slices), steps, throughput."""
     return {
-        "config": to_dict(config),
-        "task_options": trainer.task.options,
-        "status": result.status,
-        "message": result.message,
-        "metrics": None if result.metrics is None else result.metrics.to_dict(),
-        "steps": result.steps,
-        "epochs": result.epochs,
-        "train_seconds": round(result.train_seconds, 3),
-        "tokens_per_s": round(result.tokens_per_second, 1),
+        "run_key": row["run_key"],
+        "config": {k: v for k, v in row["config"].items() if k != "task_options"},
+        "task_options": row["config"].get("task_options"),
+        "status": row["status"],
+        "message": row.get("message", ""),
+        "metrics": None
+        if row["metric"] is None
+        else {
+            "name": row["metric_name"],
+            "value": row["metric"],
+            "higher_is_better": row["higher_is_better"],
+            "slices": row.get("slices") or {},
+        },
+        "steps": row["steps"],
+        "epochs": row["epochs"],
+        "train_seconds": row["train_seconds"],
+        "tokens_per_s": row.get("tokens_per_s"),
+        "params": row.get("params"),
+        "state_size": row.get("state_size_eval"),
     }

@@ -5,6 +5,12 @@ evaluation after every epoch, early stop at a target metric, a checkpoint after 
 killed run resumes from its last one and ends exactly where an uninterrupted run ends), and a
 guard that stops a run whose loss becomes NaN/inf with a message.
 
+The budget is a number of optimiser steps, ``min(epochs x steps per epoch, max_steps)``, and the
+learning-rate schedule spans exactly that many, so a run is a function of its config and seed.
+``max_cpu_seconds`` is only a safety cap (status ``time_limit``). A ``should_stop`` callable,
+polled before every step, ends a run early with :class:`~mixerlab.train.interrupts.Interrupted`
+(Ctrl-C); the checkpoint of the last finished epoch stays.
+
 The parts: :func:`build_model` (the model of a config for a task), :func:`train_step` (one
 optimiser step through the training method's hooks, :mod:`mixerlab.train.methods`),
 :func:`~mixerlab.train.evaluate.evaluate` (the objective's metric, overall and per slice) and the
@@ -34,9 +40,10 @@ from mixerlab.tasks.base import Metrics, Task, create_task
 from mixerlab.train.checkpoint import load_checkpoint, save_checkpoint
 from mixerlab.train.config import ModelConfig, RunConfig, config_key, to_dict
 from mixerlab.train.evaluate import evaluate, objective_of
+from mixerlab.train.interrupts import Interrupted
 from mixerlab.train.methods import TrainingMethod, create_method
 from mixerlab.train.schedules import warmup_cosine
-from mixerlab.train.transforms import create_transform
+from mixerlab.train.transforms import TransformContext, create_transform
 
 # The head a task kind reads its prediction with, unless the model config names another.
 KIND_HEADS = {"next_token": "lm", "classify": "classify", "regress": "regress", "forecast": "forecast"}
@@ -58,6 +65,8 @@ class TrainResult:
     message: str = ""
     # What each transform reported (e.g. the sparsity reached) and the metric before "after" ones.
     transforms: list[dict[str, Any]] = field(default_factory=list)
+    # A method's sub-networks or exits evaluated after training: {name: {metric, ...}}.
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def tokens_per_second(self) -> float:
@@ -177,9 +186,11 @@ class Trainer:
         progress: bool = True,
         on_epoch: Callback | None = None,
         log: Callable[[str], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         self.checkpoint_path = checkpoint_path
+        self.should_stop = should_stop or (lambda: False)
         self.progress = progress
         self.on_epoch = on_epoch
         self.log = log or (lambda msg: None)
@@ -190,26 +201,30 @@ class Trainer:
         self.transforms = [create_transform(spec) for spec in config.transforms]
         self.method = create_method(config.method.name, config.method.options)
         model = build_model(config.model, self.task).to(self.device)
+        self.train_data = self.task.train_data(config.task.seed)
+        self.eval_data = self.task.eval_data(config.task.seed)
         self.transform_facts: list[dict[str, Any]] = []
         for transform, when in self.transforms:
             if when == "before":
-                model, facts = transform.apply(model)
+                model, facts = transform.apply(model, self.transform_context())
                 self.transform_facts.append({"name": type(transform).__name__, "when": when, **facts})
         self.model = self.method.wrap(model)
-        self.train_data = self.task.train_data(config.task.seed)
-        self.eval_data = self.task.eval_data(config.task.seed)
+
+    def transform_context(self) -> TransformContext:
+        """What a transform may read: the task, its training data (for calibration), the device."""
+        return TransformContext(task=self.task, data=self.train_data, device=self.device)
 
     def evaluate(self) -> Metrics:
+        return self._evaluate_model(self.model)
+
+    def budget(self) -> tuple[int, int, int]:
+        """``(steps per epoch, total steps, epochs)``: the run ends after ``total steps``."""
         cfg = self.config.train
-        return evaluate(
-            self.model,
-            self.task,
-            self.eval_data,
-            batch_size=cfg.eval_batch_size,
-            device=self.device,
-            bf16=cfg.bf16,
-            objective=self.config.objective,
-        )
+        steps_per_epoch = math.ceil(len(self.train_data) / cfg.batch_size)
+        total = steps_per_epoch * cfg.epochs
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
+        return steps_per_epoch, total, math.ceil(total / steps_per_epoch)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -217,8 +232,7 @@ class Trainer:
         cfg = self.config.train
         model, data = self.model, self.train_data
         num = len(data)
-        steps_per_epoch = math.ceil(num / cfg.batch_size)
-        total_steps = steps_per_epoch * cfg.epochs
+        steps_per_epoch, total_steps, epochs = self.budget()
         warmup = int(cfg.warmup_frac * total_steps)
         decay, no_decay = _param_groups(model)
         optimizer = torch.optim.AdamW(
@@ -231,11 +245,11 @@ class Trainer:
         )
         result = TrainResult(status="finished", metrics=None)
         start_epoch = self._resume(optimizer, scheduler, result)
-        if start_epoch >= cfg.epochs:
+        if start_epoch >= epochs:
             return result
         result.status = "finished"
 
-        bar = _progress_bar(total_steps, start_epoch * steps_per_epoch, self.progress, self._label())
+        bar = _progress_bar(total_steps, result.steps, self.progress, self._label())
         # CPU time of this process, resumed where the checkpoint left it; evaluation is not training.
         cpu_started = time.process_time() - result.train_cpu_seconds
         eval_cpu = 0.0
@@ -245,7 +259,7 @@ class Trainer:
             return limit is not None and time.process_time() - cpu_started - eval_cpu > limit
 
         try:
-            for epoch in range(start_epoch, cfg.epochs):
+            for epoch in range(start_epoch, epochs):
                 # The order of an epoch depends only on (seed, epoch): a resumed run sees the same batches.
                 order = torch.randperm(
                     num, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
@@ -253,7 +267,9 @@ class Trainer:
                 model.train()
                 epoch_start = time.perf_counter()
                 losses = []
-                for i in range(steps_per_epoch):
+                for i in range(min(steps_per_epoch, total_steps - result.steps)):
+                    if self.should_stop():
+                        raise Interrupted(f"stopped at step {result.steps} of {total_steps}")
                     batch = data.batch(order[i * cfg.batch_size : (i + 1) * cfg.batch_size], self.device)
                     loss = train_step(
                         model,
@@ -297,7 +313,7 @@ class Trainer:
                 result.history.append(record)
                 bar.set_postfix({"loss": f"{record['loss']:.3f}", metrics.name: f"{metrics.value:.3f}"})
                 self.log(
-                    f"epoch {epoch + 1}/{cfg.epochs} step {result.steps} loss {record['loss']:.4f} "
+                    f"epoch {epoch + 1}/{epochs} step {result.steps}/{total_steps} loss {record['loss']:.4f} "
                     f"{metrics.name} {metrics.value:.4f}"
                 )
                 if metrics.reached(cfg.target_metric):
@@ -306,7 +322,7 @@ class Trainer:
                 elif over_budget():
                     result.status = "time_limit"
                     result.message = f"stopped by max_cpu_seconds={cfg.max_cpu_seconds} at epoch {epoch + 1}"
-                done = result.status != "finished" or epoch + 1 == cfg.epochs
+                done = result.status != "finished" or epoch + 1 == epochs
                 if done:
                     self._finish_transforms(result)
                 self._save(optimizer, scheduler, result, epoch + 1, done)
@@ -328,13 +344,27 @@ class Trainer:
         for transform, when in self.transforms:
             if when == "after":
                 before = result.metrics.value if result.metrics is not None else None
-                self.model, done = transform.apply(self.model)
+                self.model, done = transform.apply(self.model, self.transform_context())
                 self.model = transform.finalize(self.model)
                 result.metrics = self.evaluate()
                 facts.append(
                     {"name": type(transform).__name__, "when": when, "metric_before": before, **done}
                 )
         result.transforms = facts
+        # Methods that train several networks in one (nested widths, early exits) report each.
+        result.variants = self.method.evaluate_variants(self.model, self._evaluate_model)
+
+    def _evaluate_model(self, model: nn.Module) -> Metrics:
+        cfg = self.config.train
+        return evaluate(
+            model,
+            self.task,
+            self.eval_data,
+            batch_size=cfg.eval_batch_size,
+            device=self.device,
+            bf16=cfg.bf16,
+            objective=self.config.objective,
+        )
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -369,6 +399,7 @@ class Trainer:
                     "train_examples": result.train_examples,
                     "message": result.message,
                     "transforms": result.transforms,
+                    "variants": result.variants,
                 },
                 "torch_rng": torch.get_rng_state(),
             },
@@ -385,7 +416,7 @@ class Trainer:
             # The saved weights are already transformed; load them into the transformed shape.
             for transform, when in self.transforms:
                 if when == "after":
-                    self.model, _ = transform.apply(self.model)
+                    self.model, _ = transform.apply(self.model, self.transform_context())
                     self.model = transform.finalize(self.model)
         self.model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
@@ -402,8 +433,9 @@ class Trainer:
         result.train_cpu_seconds = saved["train_cpu_seconds"]
         result.message = saved["message"]
         result.transforms = saved.get("transforms", [])
+        result.variants = saved.get("variants", {})
         self.log(f"resumed from {self.checkpoint_path} after epoch {payload['epoch']}")
-        return self.config.train.epochs if payload["done"] else payload["epoch"]
+        return self.budget()[2] if payload["done"] else payload["epoch"]
 
 
 def _tokens(batch: dict[str, Any], model: nn.Module) -> int:

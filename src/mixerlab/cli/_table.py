@@ -1,0 +1,46 @@
+"""Terminal output shared by the commands: a compact results table (rich) and where the report is."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    """One rich table on stdout: first column left-aligned, numbers right-aligned."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    for i, name in enumerate(columns):
+        table.add_column(name, justify="left" if i == 0 or name == "ended by" else "right")
+    for row in rows:
+        table.add_row(*row)
+    # Piped or captured output has no terminal width; a fixed one keeps rows on one line.
+    Console(width=None if sys.stdout.isatty() else 160, highlight=False).print(table)
+
+
+def print_leaderboard(title: str, rows: list[dict[str, Any]], group_by: list[str] | None = None) -> None:
+    """The best-of-lr leaderboard of store rows (see :func:`mixerlab.bench.report.leaderboard`)."""
+    from mixerlab.bench.report import leaderboard, terminal_table
+
+    entries = leaderboard(rows, group_by)
+    if not entries:
+        return
+    metric = f"{entries[0].metric_name} ({'higher' if entries[0].higher_is_better else 'lower'} is better)"
+    columns, cells = terminal_table(entries)
+    print_table(f"{title}: {metric}, best lr per model, mean ± std over seeds", columns, cells)
+
+
+def print_report_location(html: str | Path) -> None:
+    """The report's path and how to look at it on a machine without a desktop."""
+    folder = Path(html).resolve().parent
+    typer.echo(f"report: {Path(html).resolve()}")
+    typer.echo(
+        f"  no desktop? run `python -m http.server 8000 --directory {folder}` and open "
+        "http://localhost:8000/report.html (from another machine: ssh -L 8000:localhost:8000 <this host>)"
+    )
