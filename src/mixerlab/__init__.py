@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from mixerlab import layers as _layers  # noqa: F401  (registers the blocks)
 from mixerlab import models as _models  # noqa: F401  (registers the models)
 from mixerlab import tasks as _tasks  # noqa: F401  (registers the tasks)
 from mixerlab.errors import ConfigError
 from mixerlab.layers.block import Block
+from mixerlab.layers.init import build_on
 from mixerlab.layers.token_mixers.base import State, TokenMixer, set_mode, state_numel
 from mixerlab.models.backbone import Backbone
 from mixerlab.models.model import Model, compose
@@ -38,9 +41,16 @@ from mixerlab.train import transforms as _transforms  # noqa: F401  (registers t
 __version__ = "0.1.0"
 
 
-def create_token_mixer(name: str, /, **kwargs: Any) -> TokenMixer:
-    """Build a registered token mixer, e.g. ``create_token_mixer("gla", dim=64, num_heads=4)``."""
-    return TOKEN_MIXERS.create(name, **kwargs)
+def create_token_mixer(
+    name: str, /, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None, **kwargs: Any
+) -> TokenMixer:
+    """Build a registered token mixer, e.g. ``create_token_mixer("gla", dim=64, num_heads=4)``.
+
+    ``device`` and ``dtype`` (every ``create_*`` takes them) say where its parameters are created
+    and in which floating dtype; ``device="meta"`` allocates nothing and draws no random number
+    (initialise later with :func:`mixerlab.layers.init.materialize`).
+    """
+    return build_on(lambda: TOKEN_MIXERS.create(name, **kwargs), device=device, dtype=dtype, owner=name)
 
 
 def list_token_mixers(pattern: str | None = None) -> list[str]:
@@ -48,25 +58,31 @@ def list_token_mixers(pattern: str | None = None) -> list[str]:
     return TOKEN_MIXERS.list(pattern)
 
 
-def create_channel_mixer(name: str, /, **kwargs: Any) -> Any:
-    return CHANNEL_MIXERS.create(name, **kwargs)
+def create_channel_mixer(
+    name: str, /, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None, **kwargs: Any
+) -> Any:
+    return build_on(lambda: CHANNEL_MIXERS.create(name, **kwargs), device=device, dtype=dtype, owner=name)
 
 
 def list_channel_mixers(pattern: str | None = None) -> list[str]:
     return CHANNEL_MIXERS.list(pattern)
 
 
-def create_norm(name: str, /, **kwargs: Any) -> Any:
-    return NORMS.create(name, **kwargs)
+def create_norm(
+    name: str, /, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None, **kwargs: Any
+) -> Any:
+    return build_on(lambda: NORMS.create(name, **kwargs), device=device, dtype=dtype, owner=name)
 
 
 def list_norms(pattern: str | None = None) -> list[str]:
     return NORMS.list(pattern)
 
 
-def create_model(name: str, /, **kwargs: Any) -> Any:
+def create_model(
+    name: str, /, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None, **kwargs: Any
+) -> Any:
     """Build a registered model, e.g. ``create_model("lm", mixer="gla", dim=64, depth=2, vocab_size=256)``."""
-    return MODELS.create(name, **kwargs)
+    return build_on(lambda: MODELS.create(name, **kwargs), device=device, dtype=dtype, owner=name)
 
 
 def list_models(pattern: str | None = None) -> list[str]:

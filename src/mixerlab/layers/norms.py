@@ -40,7 +40,12 @@ class RMSNorm(nn.Module):
         check_positive_int("rmsnorm", "dim", dim)
         check(eps > 0, "rmsnorm", "eps", eps, "expected > 0")
         self.dim, self.eps = dim, eps
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.weight = nn.Parameter(torch.empty(dim))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.weight)
 
     def forward(self, x: Tensor) -> Tensor:
         return nn.functional.rms_norm(x, (self.dim,), self.weight, self.eps)
@@ -62,10 +67,17 @@ class DynamicTanh(nn.Module):
         super().__init__()
         check_positive_int("dyt", "dim", dim)
         check(alpha_init > 0, "dyt", "alpha_init", alpha_init, "expected > 0")
-        self.dim = dim
-        self.alpha = nn.Parameter(torch.tensor(float(alpha_init)))
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))
+        self.dim, self.alpha_init = dim, float(alpha_init)
+        self.alpha = nn.Parameter(torch.empty(()))
+        self.weight = nn.Parameter(torch.empty(dim))
+        self.bias = nn.Parameter(torch.empty(dim))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        nn.init.constant_(self.alpha, self.alpha_init)
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.tanh(self.alpha * x) * self.weight + self.bias
@@ -97,9 +109,16 @@ class EvoNormS0(nn.Module):
         check_divisible("evonorm", "dim", dim, "num_groups", num_groups)
         check(eps > 0, "evonorm", "eps", eps, "expected > 0")
         self.dim, self.num_groups, self.eps = dim, num_groups, eps
-        self.v = nn.Parameter(torch.ones(dim))
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))
+        self.v = nn.Parameter(torch.empty(dim))
+        self.weight = nn.Parameter(torch.empty(dim))
+        self.bias = nn.Parameter(torch.empty(dim))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.v)
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         xg = rearrange(x, "... (g c) -> ... g c", g=self.num_groups)

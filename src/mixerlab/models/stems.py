@@ -51,6 +51,7 @@ class TokenEmbedding(Stem):
         self.weight = nn.Parameter(torch.empty(vocab_size, dim))
         self.reset_parameters()
 
+    @torch.no_grad()
     def reset_parameters(self) -> None:
         # Two draws, as nn.Embedding's own init followed by N(0, 0.02): seeded language models get
         # the same initial weights as before the stem existed, so stored results stay reproducible.
@@ -105,7 +106,10 @@ class PatchEmbedding(Stem):
         self.cls = nn.Parameter(torch.zeros(1, 1, dim)) if class_token else None
         self.reset_parameters()
 
+    @torch.no_grad()
     def reset_parameters(self) -> None:
+        # The projection is drawn a second time (its own init ran when it was built): seeded models
+        # keep the weights they always had, and reset_all (children first) draws in the same order.
         self.proj.reset_parameters()
         for p in (self.row_pos, self.col_pos, self.cls):
             if p is not None:
@@ -177,16 +181,20 @@ class FeatureTokenizer(Stem):
         self.num_bias = nn.Parameter(torch.empty(num_features, dim))
         # One table for every field, each field offset into it, plus a bias per field.
         self.register_buffer(
-            "cat_offsets",
-            torch.tensor([0, *cardinalities[:-1]], dtype=torch.long).cumsum(0),
-            persistent=False,
+            "cat_offsets", torch.empty(len(cardinalities), dtype=torch.long), persistent=False
         )
         self.cat_embed = nn.Embedding(sum(cardinalities), dim) if cardinalities else None
         self.cat_bias = nn.Parameter(torch.empty(len(cardinalities), dim))
         self.cls = nn.Parameter(torch.empty(1, 1, dim)) if class_token else None
         self.reset_parameters()
 
+    @torch.no_grad()
     def reset_parameters(self) -> None:
+        # Computed, not learned; recomputed here so that a meta-built stem works after to_empty.
+        offsets = torch.tensor(
+            [0, *self.cardinalities[:-1]], dtype=torch.long, device=self.cat_offsets.device
+        )
+        self.cat_offsets.copy_(offsets.cumsum(0))
         # FT-Transformer initialises the tokenizer uniformly in +-1/sqrt(d).
         bound = self.num_weight.shape[-1] ** -0.5
         for p in (self.num_weight, self.num_bias, self.cat_bias, self.cls):
@@ -260,8 +268,9 @@ class SeriesEmbedding(Stem):
         self.affine_bias = nn.Parameter(torch.zeros(num_channels))
         self.reset_parameters()
 
+    @torch.no_grad()
     def reset_parameters(self) -> None:
-        self.proj.reset_parameters()
+        self.proj.reset_parameters()  # drawn a second time, as PatchEmbedding's (see there)
         nn.init.normal_(self.pos, std=0.02)
         nn.init.ones_(self.affine_weight)
         nn.init.zeros_(self.affine_bias)
