@@ -54,18 +54,35 @@ class HourglassMLP(nn.Module):
         check_choice("hourglass_mlp", "activation", activation, tuple(ACTIVATIONS))
         self.dim = dim
         wide = max(1, round(wide_expand * dim))
-        lift = torch.randn(dim, wide) / math.sqrt(dim)
+        lift = torch.empty(dim, wide)
         if train_lift:
             self.lift = nn.Parameter(lift)
         else:
             self.register_buffer("lift", lift)
+        self._init_lift()  # drawn first, here, as it always was: seeded models keep their weights
         self.norms = nn.ModuleList(nn.LayerNorm(wide) if norm else nn.Identity() for _ in range(depth))
         self.down = nn.ModuleList(nn.Linear(wide, narrow) for _ in range(depth))
         self.up = nn.ModuleList(nn.Linear(narrow, wide) for _ in range(depth))
-        for up in self.up:
-            nn.init.normal_(up.weight, std=1.0 / math.sqrt(narrow * depth))
+        self._init_up()
         self.act = ACTIVATIONS[activation]()
         self.out = nn.Linear(wide, dim)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The lift (a fixed random map unless ``train_lift``) and the residual branches' scale."""
+        self._init_lift()
+        self._init_up()
+
+    @torch.no_grad()
+    def _init_lift(self) -> None:
+        dim, wide = self.lift.shape
+        self.lift.copy_(torch.randn(dim, wide, device=self.lift.device) / math.sqrt(dim))
+
+    @torch.no_grad()
+    def _init_up(self) -> None:
+        # Each of the depth residual branches starts small, so their sum keeps the lift's scale.
+        for up in self.up:
+            nn.init.normal_(up.weight, std=1.0 / math.sqrt(up.in_features * len(self.up)))
 
     def forward(self, x: Tensor) -> Tensor:
         z = x @ self.lift  # [..., D] @ [D, W]

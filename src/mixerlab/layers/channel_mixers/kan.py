@@ -41,13 +41,22 @@ class KANLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.in_features, self.out_features, self.spline_order = in_features, out_features, spline_order
-        self.register_buffer("knots", bspline_knots(grid_size, spline_order, grid_min, grid_max))
+        self.grid = (grid_size, spline_order, grid_min, grid_max)
         num_basis = grid_size + spline_order
-        self.base_weight = nn.Parameter(torch.randn(in_features, out_features) / math.sqrt(in_features))
-        self.spline_coef = nn.Parameter(
-            torch.randn(in_features * num_basis, out_features) * 0.1 / math.sqrt(in_features)
-        )
-        self.bias = nn.Parameter(torch.zeros(out_features))
+        self.register_buffer("knots", torch.empty(grid_size + 2 * spline_order + 1))
+        self.base_weight = nn.Parameter(torch.empty(in_features, out_features))
+        self.spline_coef = nn.Parameter(torch.empty(in_features * num_basis, out_features))
+        self.bias = nn.Parameter(torch.empty(out_features))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        # The knots are computed from the options; recomputed so a meta-built layer works after to_empty.
+        self.knots.copy_(bspline_knots(*self.grid, device=self.knots.device))
+        fan_in, dev = self.in_features, self.base_weight.device
+        self.base_weight.copy_(torch.randn(self.base_weight.shape, device=dev) / math.sqrt(fan_in))
+        self.spline_coef.copy_(torch.randn(self.spline_coef.shape, device=dev) * 0.1 / math.sqrt(fan_in))
+        nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         basis = bspline_basis(x, self.knots, self.spline_order)  # [..., I, G + k]
@@ -124,18 +133,27 @@ class SelectableKANLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.spaces, self.grid_size, self.tau = spaces, grid_size, tau
-        self.register_buffer("knots", bspline_knots(grid_size, 3, -1.0, 1.0))
-        self.base_weight = nn.Parameter(torch.randn(in_features, out_features) / math.sqrt(in_features))
+        self.in_features = in_features
+        self.register_buffer("knots", torch.empty(grid_size + 7))  # cubic: G + 2 * 3 + 1 knots
+        self.base_weight = nn.Parameter(torch.empty(in_features, out_features))
         self.coef = nn.ParameterDict(
-            {
-                s: nn.Parameter(
-                    torch.randn(in_features * self._num_basis(s), out_features) * 0.1 / math.sqrt(in_features)
-                )
-                for s in spaces
-            }
+            {s: nn.Parameter(torch.empty(in_features * self._num_basis(s), out_features)) for s in spaces}
         )
-        self.select_logits = nn.Parameter(torch.zeros(len(spaces), out_features))
-        self.bias = nn.Parameter(torch.zeros(out_features))
+        self.select_logits = nn.Parameter(torch.empty(len(spaces), out_features))
+        self.bias = nn.Parameter(torch.empty(out_features))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Also the coefficients held in ``coef`` (a ``ParameterDict``, which has no init of its own)."""
+        self.knots.copy_(bspline_knots(self.grid_size, 3, -1.0, 1.0, device=self.knots.device))
+        fan_in, dev = self.in_features, self.base_weight.device
+        self.base_weight.copy_(torch.randn(self.base_weight.shape, device=dev) / math.sqrt(fan_in))
+        for s in self.spaces:
+            coef = self.coef[s]
+            coef.copy_(torch.randn(coef.shape, device=dev) * 0.1 / math.sqrt(fan_in))
+        nn.init.zeros_(self.select_logits)
+        nn.init.zeros_(self.bias)
 
     def _num_basis(self, space: str) -> int:
         return {
@@ -219,10 +237,15 @@ class ChebyshevKANLayer(nn.Module):
     def __init__(self, in_features: int, out_features: int, degree: int) -> None:
         super().__init__()
         self.degree = degree
-        self.base_weight = nn.Parameter(torch.randn(in_features, out_features) / math.sqrt(in_features))
-        self.coef = nn.Parameter(
-            torch.randn(in_features * (degree + 1), out_features) / (in_features * (degree + 1))
-        )
+        self.base_weight = nn.Parameter(torch.empty(in_features, out_features))
+        self.coef = nn.Parameter(torch.empty(in_features * (degree + 1), out_features))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        fan_in, num_coef, dev = self.base_weight.shape[0], self.coef.shape[0], self.base_weight.device
+        self.base_weight.copy_(torch.randn(self.base_weight.shape, device=dev) / math.sqrt(fan_in))
+        self.coef.copy_(torch.randn(self.coef.shape, device=dev) / num_coef)
 
     def forward(self, x: Tensor) -> Tensor:
         basis = chebyshev_basis(x, self.degree).flatten(-2)  # [..., I (n + 1)]

@@ -59,10 +59,19 @@ class DiscreteKeyValueBottleneck(nn.Module):
             check_positive_int(owner, name, value)
         check(tau > 0, owner, "tau", tau, "expected > 0")
         self.dim, self.input_grad, self.tau = dim, input_grad, tau
-        self.register_buffer("proj", torch.randn(num_codebooks, dim, key_dim) / math.sqrt(dim))
-        self.register_buffer("keys", torch.randn(num_codebooks, num_pairs, key_dim))
-        self.values = nn.Parameter(torch.randn(num_codebooks, num_pairs, value_dim))
+        self.register_buffer("proj", torch.empty(num_codebooks, dim, key_dim))
+        self.register_buffer("keys", torch.empty(num_codebooks, num_pairs, key_dim))
+        self.values = nn.Parameter(torch.empty(num_codebooks, num_pairs, value_dim))
+        self.reset_parameters()  # before the decoder draws: the order seeded models always had
         self.decoder = nn.Linear(num_codebooks * value_dim, dim)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Random projections, random keys (undoing :meth:`init_keys`) and random values."""
+        dev = self.values.device
+        self.proj.copy_(torch.randn(self.proj.shape, device=dev) / math.sqrt(self.dim))
+        self.keys.copy_(torch.randn(self.keys.shape, device=dev))
+        self.values.copy_(torch.randn(self.values.shape, device=dev))
 
     def _project(self, x: Tensor) -> Tensor:
         return torch.einsum("...d,cdk->...ck", x, self.proj)  # [..., C, K_d]

@@ -124,13 +124,21 @@ class MixtureOfExperts(nn.Module):
         self.glu = expert != "gelu"
         in_width = 2 * hidden if self.glu else hidden
         self.router = nn.Linear(dim, num_experts, bias=False)
-        self.w_in = nn.Parameter(torch.randn(num_experts, dim, in_width) / math.sqrt(dim))
-        self.w_out = nn.Parameter(torch.randn(num_experts, hidden, dim) / math.sqrt(hidden))
+        self.w_in = nn.Parameter(torch.empty(num_experts, dim, in_width))
+        self.w_out = nn.Parameter(torch.empty(num_experts, hidden, dim))
+        self.reset_parameters()  # before the shared experts draw: the order seeded models always had
         self.shared_in = self.shared_out = None
         if num_shared_experts:
             width = hidden * num_shared_experts
             self.shared_in = nn.Linear(dim, 2 * width if self.glu else width, bias=False)
             self.shared_out = nn.Linear(width, dim, bias=False)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The experts' weights, ``N(0, 1 / fan_in)`` (router and shared experts: ``nn.Linear``'s)."""
+        dev = self.w_in.device
+        self.w_in.copy_(torch.randn(self.w_in.shape, device=dev) / math.sqrt(self.dim))
+        self.w_out.copy_(torch.randn(self.w_out.shape, device=dev) / math.sqrt(self.hidden))
 
     def capacity(self, num_tokens: int) -> int | None:
         if self.capacity_factor is None or not self.training:

@@ -19,9 +19,15 @@ class _NACWeight(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        bound = math.sqrt(6.0 / (2 * dim))  # Xavier-uniform, as in the paper's experiments
-        self.w_hat = nn.Parameter(torch.empty(dim, dim).uniform_(-bound, bound))
-        self.m_hat = nn.Parameter(torch.empty(dim, dim).uniform_(-bound, bound))
+        self.w_hat = nn.Parameter(torch.empty(dim, dim))
+        self.m_hat = nn.Parameter(torch.empty(dim, dim))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        bound = math.sqrt(6.0 / (2 * self.w_hat.shape[0]))  # Xavier-uniform, as in the paper's experiments
+        self.w_hat.uniform_(-bound, bound)
+        self.m_hat.uniform_(-bound, bound)
 
     def forward(self) -> Tensor:
         return torch.tanh(self.w_hat) * torch.sigmoid(self.m_hat)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor, nn
 
 from mixerlab.errors import check_choice, check_divisible, check_positive_int
@@ -21,16 +22,29 @@ class GroupRational(nn.Module):
 
     def __init__(self, width: int, num_groups: int, init: str) -> None:
         super().__init__()
-        num, den = rational_init(init)
-        self.numerator = nn.Parameter(num.float().repeat(num_groups, 1))  # [G, 6]
-        self.denominator = nn.Parameter(den.float().repeat(num_groups, 1))  # [G, 4]
-        self.width, self.num_groups = width, num_groups
+        self.width, self.num_groups, self.init = width, num_groups, init
+        self.numerator = nn.Parameter(torch.empty(num_groups, 6))
+        self.denominator = nn.Parameter(torch.empty(num_groups, 4))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        num, den = rational_init(self.init)
+        self.numerator.copy_(num.float().repeat(self.num_groups, 1))
+        self.denominator.copy_(den.float().repeat(self.num_groups, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         return rational_fused(x, self.numerator, self.denominator)
 
     def second_moment(self) -> float:
         return rational_second_moment(self.numerator.detach(), self.denominator.detach())
+
+    def init_second_moment(self) -> float:
+        """:meth:`second_moment` of the initial rational, computed on the CPU whatever the device
+        (a ``meta``-built layer has no values to integrate)."""
+        with torch.device("cpu"):
+            num, den = rational_init(self.init)
+            return rational_second_moment(num.float()[None], den.float()[None])
 
 
 @CHANNEL_MIXERS.register(
@@ -75,8 +89,13 @@ class GRKAN(nn.Module):
         self.fc1 = nn.Linear(dim, hidden, bias=bias)
         self.rational2 = GroupRational(hidden, num_groups, second_init)
         self.fc2 = nn.Linear(hidden, dim, bias=bias)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """KAT's variance-preserving init of the linear maps, ``Var(W) = 1 / (d_in E[F(x)^2])``."""
         for rational, fc in ((self.rational1, self.fc1), (self.rational2, self.fc2)):
-            std = 1.0 / math.sqrt(fc.in_features * rational.second_moment())
+            std = 1.0 / math.sqrt(fc.in_features * rational.init_second_moment())
             nn.init.normal_(fc.weight, std=std)
             if fc.bias is not None:
                 nn.init.zeros_(fc.bias)

@@ -60,6 +60,13 @@ class RePaMLP(nn.Module):
         self.down = nn.Linear(hidden, dim)
         self.folded: nn.ModuleDict | None = None
 
+    def reset_parameters(self) -> None:
+        """Back to the trainable two-path layer: a :meth:`fold` is dropped (its weights came from
+        the old ones); ``up``, ``down`` and the BatchNorm reset themselves."""
+        self.folded = None
+        for p in (*self.up.parameters(), *self.down.parameters()):
+            p.requires_grad_(True)
+
     def forward(self, x: Tensor) -> Tensor:
         if self.folded is not None:
             f = self.folded

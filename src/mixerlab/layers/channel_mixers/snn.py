@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor, nn
 
 from mixerlab.errors import check
@@ -42,11 +43,16 @@ class SelfNormalizingMLP(nn.Module):
         self.dim = dim
         self.up = nn.Linear(dim, hidden)
         self.down = nn.Linear(hidden, dim)
+        self.reset_parameters()
+        self.act = nn.SELU()
+        self.drop = nn.AlphaDropout(dropout)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """LeCun normal weights and zero biases: what keeps SELU activations self-normalising."""
         for layer in (self.up, self.down):
             nn.init.normal_(layer.weight, std=1.0 / math.sqrt(layer.in_features))
             nn.init.zeros_(layer.bias)
-        self.act = nn.SELU()
-        self.drop = nn.AlphaDropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.down(self.drop(self.act(self.up(x))))

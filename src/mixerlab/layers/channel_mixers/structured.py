@@ -23,9 +23,18 @@ class LowRankLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True) -> None:
         super().__init__()
-        self.u = nn.Parameter(torch.randn(in_features, rank) / math.sqrt(in_features))
-        self.v = nn.Parameter(torch.randn(rank, out_features) / math.sqrt(rank))
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self.u = nn.Parameter(torch.empty(in_features, rank))
+        self.v = nn.Parameter(torch.empty(rank, out_features))
+        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        (fan_in, rank), dev = self.u.shape, self.u.device
+        self.u.copy_(torch.randn(fan_in, rank, device=dev) / math.sqrt(fan_in))
+        self.v.copy_(torch.randn(self.v.shape, device=dev) / math.sqrt(rank))
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
 
     def merged_weight(self) -> Tensor:
         """The dense ``[I, O]`` product (the paper's "pre-merge" for decoding with few tokens)."""
@@ -84,10 +93,15 @@ class BlockDiagonalLinear(nn.Module):
         super().__init__()
         self.num_blocks = num_blocks
         block_in = in_features // num_blocks
-        self.weight = nn.Parameter(
-            torch.randn(num_blocks, block_in, out_features // num_blocks) / math.sqrt(block_in)
-        )
-        self.bias = nn.Parameter(torch.zeros(out_features))
+        self.weight = nn.Parameter(torch.empty(num_blocks, block_in, out_features // num_blocks))
+        self.bias = nn.Parameter(torch.empty(out_features))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        block_in = self.weight.shape[1]
+        self.weight.copy_(torch.randn(self.weight.shape, device=self.weight.device) / math.sqrt(block_in))
+        nn.init.zeros_(self.bias)
 
     def dense_weight(self) -> Tensor:
         """The equivalent dense ``[I, O]`` matrix (zeros off the diagonal blocks)."""
