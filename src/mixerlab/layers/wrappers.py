@@ -131,6 +131,12 @@ class Bidirectional(_Wrapper):
             self.out_proj = nn.Linear(2 * self.dim, self.dim)
         elif combine == "gate":
             self.gate_proj = nn.Linear(self.dim, self.dim)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The gate starts at zero (sigmoid 1/2: an even mix of the two directions)."""
+        if self.combine == "gate":
             nn.init.zeros_(self.gate_proj.weight)
             nn.init.zeros_(self.gate_proj.bias)
 
@@ -284,12 +290,23 @@ class CrossScan2D(_Wrapper):
         self.grid, self.orders = (H, W), tuple(orders)
         self.num_prefix_tokens, self.combine = num_prefix_tokens, combine
         self.mixers = nn.ModuleList(mixers)
-        table = scan_orders(H, W, orders)
-        prefix = torch.arange(num_prefix_tokens)
-        # Whole-sequence indices [K, P + H W]: the grid in order k, then the prefix tokens.
-        index = torch.stack([torch.cat([num_prefix_tokens + table[o].index, prefix]) for o in orders])
-        self.register_buffer("index", index, persistent=False)
-        self.register_buffer("inverse", index.argsort(dim=1), persistent=False)
+        size = (len(orders), num_prefix_tokens + H * W)
+        self.register_buffer("index", torch.empty(size, dtype=torch.long), persistent=False)
+        self.register_buffer("inverse", torch.empty(size, dtype=torch.long), persistent=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The scan-order tables: computed from the grid, recomputed here so that a meta-built
+        wrapper works after ``to_empty`` (the inner mixers reset themselves)."""
+        (H, W), P = self.grid, self.num_prefix_tokens
+        with torch.device(self.index.device):
+            table = scan_orders(H, W, self.orders)
+            prefix = torch.arange(P)
+            # Whole-sequence indices [K, P + H W]: the grid in order k, then the prefix tokens.
+            index = torch.stack([torch.cat([P + table[o].index, prefix]) for o in self.orders])
+        self.index.copy_(index)
+        self.inverse.copy_(index.argsort(dim=1))
 
     def inner_mixers(self) -> list[TokenMixer]:
         return list(self.mixers)

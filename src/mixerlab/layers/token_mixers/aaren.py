@@ -57,9 +57,15 @@ class Aaren(TokenMixer):
         check_positive_int(name, "chunk_size", chunk_size)
         self.dim, self.num_heads, self.chunk_size = dim, num_heads, chunk_size
         K = self.head_dim
-        self.query = nn.Parameter(torch.randn(num_heads, K))
+        self.query = nn.Parameter(torch.empty(num_heads, K))
+        self.reset_parameters()  # drawn before the projections, as always: seeded weights unchanged
         self.kv_proj = nn.Linear(dim, 2 * num_heads * K, bias=bias)
         self.o_proj = nn.Linear(num_heads * K, dim, bias=bias)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The learned queries, ``N(0, 1)`` (the projections are ``nn.Linear``'s)."""
+        self.query.copy_(torch.randn(self.query.shape, device=self.query.device))
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None

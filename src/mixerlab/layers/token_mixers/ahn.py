@@ -79,11 +79,15 @@ class ArtificialHippocampusNetwork(TokenMixer):
         K = self.head_dim
         self.qkv_proj = nn.Linear(dim, 3 * num_heads * K, bias=bias)
         self.gate_proj = nn.Linear(dim, 2 * num_heads)
-        with torch.no_grad():
-            # Start with slow forgetting (a ~ 0.95) and half-strength writes.
-            self.gate_proj.bias.view(num_heads, 2)[:, 0].fill_(math.log(math.expm1(0.05)))
-            self.gate_proj.bias.view(num_heads, 2)[:, 1].zero_()
         self.o_proj = nn.Linear(num_heads * K, dim, bias=bias)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        # Start with slow forgetting (a ~ 0.95) and half-strength writes.
+        bias = self.gate_proj.bias.view(self.num_heads, 2)
+        bias[:, 0].fill_(math.log(math.expm1(0.05)))
+        bias[:, 1].zero_()
 
     def _rotate(self, t: Tensor, start: int) -> Tensor:
         if self.rotary_base is None:

@@ -75,7 +75,13 @@ class BlockDiagonalLRNN(TokenMixer):
         check_positive_int(name, "hidden_dim", hidden_dim)
         self.block_mlp = nn.Sequential(nn.Linear(dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, dim * K))
         self.value_mlp = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
-        self.h_init = nn.Parameter(torch.randn(self.num_blocks, K))
+        self.h_init = nn.Parameter(torch.empty(self.num_blocks, K))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The learned initial state, ``N(0, 1)`` (the MLPs are ``nn.Linear``'s)."""
+        self.h_init.copy_(torch.randn(self.h_init.shape, device=self.h_init.device))
 
     def transitions(self, x: Tensor) -> Tensor:
         """Normalised blocks ``A_t: [B, T, G, K, K]`` (row index first)."""

@@ -27,7 +27,13 @@ class _Sin(nn.Module):
 
     def __init__(self, width: int, freq: float) -> None:
         super().__init__()
-        self.freq = nn.Parameter(torch.full((width,), float(freq)))
+        self.init_freq = float(freq)
+        self.freq = nn.Parameter(torch.empty(width))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        nn.init.constant_(self.freq, self.init_freq)
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.sin(self.freq * x)
@@ -52,9 +58,17 @@ class HyenaFilter(nn.Module):
             layers += [nn.Linear(hidden, hidden), _Sin(hidden, 1.0)]
         layers.append(nn.Linear(hidden, channels, bias=False))
         self.ffn = nn.Sequential(*layers)
+        self.register_buffer("rates", torch.empty(channels), persistent=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The window's decay rates: computed from the options, not learned (so recomputed here,
+        which a meta-built filter needs after ``to_empty``)."""
         target, fast, slow = 1e-2, 0.3, 1.5
-        rates = torch.linspace(math.log(target) / slow, math.log(target) / fast, channels).abs()
-        self.register_buffer("rates", rates, persistent=False)
+        channels, dev = self.rates.numel(), self.rates.device
+        rates = torch.linspace(math.log(target) / slow, math.log(target) / fast, channels, device=dev)
+        self.rates.copy_(rates.abs())
 
     def forward(self, length: int, device: torch.device, dtype: torch.dtype) -> Tensor:
         """Taps ``0 .. length-1``: ``[length, channels]``."""
@@ -142,8 +156,14 @@ class Hyena(TokenMixer):
         self.conv = ShortConv(width, conv_size, bias=bias, owner=name)
         load_legacy_conv_keys(self, "conv")
         self.filter = HyenaFilter(order * dim, filter_emb_dim, filter_dim, filter_depth, max_len)
-        self.skip = nn.Parameter(torch.randn(order, dim))
+        self.skip = nn.Parameter(torch.empty(order, dim))
+        self.reset_parameters()  # drawn before out_proj, as always: seeded weights unchanged
         self.out_proj = nn.Linear(dim, dim, bias=bias)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The per-order skip weights, ``N(0, 1)`` (filter and projections initialise themselves)."""
+        self.skip.copy_(torch.randn(self.skip.shape, device=self.skip.device))
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
@@ -262,12 +282,24 @@ class H3(TokenMixer):
         self.qkv_proj = nn.Linear(dim, 3 * dim, bias=bias)
         self.shift = ShortConv(dim, conv_size, bias=False, owner=name)
         load_legacy_conv_keys(self, "shift")
-        self.log_dt = nn.Parameter(torch.empty(H).uniform_(math.log(1e-3), math.log(1e-1)))
-        self.log_neg_a_real = nn.Parameter(torch.full((H, M), math.log(0.5)))
-        self.a_imag = nn.Parameter(math.pi * torch.arange(M, dtype=torch.float32).repeat(H, 1))
-        self.c = nn.Parameter(torch.randn(H, M, 2) * math.sqrt(0.5))
-        self.skip = nn.Parameter(torch.randn(H))
+        self.log_dt = nn.Parameter(torch.empty(H))
+        self.log_neg_a_real = nn.Parameter(torch.empty(H, M))
+        self.a_imag = nn.Parameter(torch.empty(H, M))
+        self.c = nn.Parameter(torch.empty(H, M, 2))
+        self.skip = nn.Parameter(torch.empty(H))
+        self.reset_parameters()  # drawn before out_proj, as always: seeded weights unchanged
         self.out_proj = nn.Linear(dim, dim, bias=bias)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """S4D-Lin's diagonal SSM: ``dt`` log-uniform in [1e-3, 1e-1], ``A = -1/2 + i pi n``, ``C``
+        complex normal of unit variance, ``skip`` N(0, 1)."""
+        (H, M), dev = self.a_imag.shape, self.a_imag.device
+        self.log_dt.uniform_(math.log(1e-3), math.log(1e-1))
+        nn.init.constant_(self.log_neg_a_real, math.log(0.5))
+        self.a_imag.copy_(math.pi * torch.arange(M, dtype=torch.float32, device=dev).repeat(H, 1))
+        self.c.copy_(torch.randn(H, M, 2, device=dev) * math.sqrt(0.5))
+        self.skip.copy_(torch.randn(H, device=dev))
 
     def _ssm_params(self) -> tuple[Tensor, Tensor, Tensor]:
         # complex numbers need float32 at least (ops/precision.py)

@@ -67,8 +67,13 @@ class _DeltaRuleMixer(TokenMixer):
         if conv_size is not None:  # one conv over the concatenated q, k, v channels, no bias (fla's)
             self.conv = ShortConv(H * (2 * K + V), conv_size, bias=False, owner=name)
             load_legacy_conv_keys(self, "conv")
-        self.norm_weight = nn.Parameter(torch.ones(V))
+        self.norm_weight = nn.Parameter(torch.empty(V))
         self.o_proj = nn.Linear(H * V, dim, bias=False)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The output norm's gain starts at one (projections and conv initialise themselves)."""
+        nn.init.ones_(self.norm_weight)
 
     # -- pieces ----------------------------------------------------------------------------
 
@@ -184,6 +189,7 @@ class DeltaNet(_DeltaRuleMixer):
             allow_negative_eigenvalues,
             norm_eps,
         )
+        self.reset_parameters()
 
 
 @TOKEN_MIXERS.register(
@@ -238,9 +244,18 @@ class GatedDeltaNet(_DeltaRuleMixer):
         H = num_heads
         self.a_proj = nn.Linear(dim, H, bias=False)
         self.g_proj = nn.Linear(dim, H * self.value_dim, bias=False)
-        self.A_log = nn.Parameter(torch.log(torch.empty(H).uniform_(1.0, 16.0)))
-        dt = torch.exp(torch.empty(H).uniform_(math.log(1e-3), math.log(0.1))).clamp(min=1e-4)
-        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus^{-1}(dt)
+        self.A_log = nn.Parameter(torch.empty(H))
+        self.dt_bias = nn.Parameter(torch.empty(H))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Mamba-2's decay init: ``A`` uniform in [1, 16], ``dt`` log-uniform in [1e-3, 0.1]."""
+        super().reset_parameters()
+        H, dev = self.A_log.numel(), self.A_log.device
+        self.A_log.copy_(torch.log(torch.empty(H, device=dev).uniform_(1.0, 16.0)))
+        dt = torch.exp(torch.empty(H, device=dev).uniform_(math.log(1e-3), math.log(0.1))).clamp(min=1e-4)
+        self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^{-1}(dt)
 
     def _decay(self, x: Tensor) -> Tensor:
         return -torch.exp(self.A_log) * F.softplus(self.a_proj(x) + self.dt_bias)

@@ -55,8 +55,14 @@ class GatedAssociativeMemory(TokenMixer):
         self.dim, self.num_slots, self.conv_size = dim, num_slots, conv_size
         self.conv = ShortConv(dim, conv_size, bias=bias, owner=name)
         load_legacy_conv_keys(self, "conv")
-        self.memory = nn.Parameter(nn.init.xavier_uniform_(torch.empty(num_slots, dim)))
+        self.memory = nn.Parameter(torch.empty(num_slots, dim))
+        self.reset_parameters()  # drawn before gate_proj, as always: seeded weights unchanged
         self.gate_proj = nn.Linear(dim, 2 * dim, bias=bias)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The memory slots, Xavier-uniform (conv and gates initialise themselves)."""
+        nn.init.xavier_uniform_(self.memory)
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None

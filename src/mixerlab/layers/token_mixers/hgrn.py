@@ -83,9 +83,18 @@ class HGRN(TokenMixer):
         self.input_proj = nn.Linear(dim, 2 * dim, bias=bias)
         self.forget_proj = nn.Linear(dim, dim, bias=bias)
         self.gate_proj = nn.Linear(dim, 2 * dim, bias=bias)
-        self.theta = nn.Parameter(10000.0 ** (-2 * torch.arange(dim, dtype=torch.float32) / dim))
+        self.theta = nn.Parameter(torch.empty(dim))
         self.norm = nn.LayerNorm(2 * dim)
         self.out_proj = nn.Linear(2 * dim, dim, bias=bias)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The learned phases start at rotary frequencies ``10000^(-2 d / D)``."""
+        dim = self.dim
+        self.theta.copy_(
+            10000.0 ** (-2 * torch.arange(dim, dtype=torch.float32, device=self.theta.device) / dim)
+        )
 
     def recurrence(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``a_t = lambda_t exp(i theta)`` and ``b_t = (1 - lambda_t) c_t``, both ``[B, T, D]`` complex."""

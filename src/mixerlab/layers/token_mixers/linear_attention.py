@@ -334,10 +334,19 @@ class Retention(_LinearAttentionBase):
         self.v_proj = nn.Linear(dim, num_heads * V, bias=bias)
         self.g_proj = nn.Linear(dim, num_heads * V, bias=bias)
         self.o_proj = nn.Linear(num_heads * V, dim, bias=bias)
-        self.norm_weight = nn.Parameter(torch.ones(num_heads, V))
-        self.norm_bias = nn.Parameter(torch.zeros(num_heads, V))
-        gamma = 1.0 - 2.0 ** (-5.0 - torch.arange(num_heads, dtype=torch.float64))
-        self.register_buffer("log_gamma", gamma.log(), persistent=False)
+        self.norm_weight = nn.Parameter(torch.empty(num_heads, V))
+        self.norm_bias = nn.Parameter(torch.empty(num_heads, V))
+        self.register_buffer("log_gamma", torch.empty(num_heads, dtype=torch.float64), persistent=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The heads' norm (gain one, bias zero) and the fixed decays, which are computed from the
+        number of heads and so recomputed here (a meta-built layer needs them after ``to_empty``)."""
+        nn.init.ones_(self.norm_weight)
+        nn.init.zeros_(self.norm_bias)
+        heads = torch.arange(self.num_heads, dtype=torch.float64, device=self.log_gamma.device)
+        self.log_gamma.copy_((1.0 - 2.0 ** (-5.0 - heads)).log())
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
@@ -428,8 +437,15 @@ class GatedLinearAttention(_LinearAttentionBase):
         self.gate_up = nn.Linear(gate_rank, HK, bias=True)
         self.r_proj = nn.Linear(dim, HV, bias=bias)
         self.o_proj = nn.Linear(HV, dim, bias=bias)
-        self.norm_weight = nn.Parameter(torch.ones(num_heads, self.value_dim))
-        self.norm_bias = nn.Parameter(torch.zeros(num_heads, self.value_dim))
+        self.norm_weight = nn.Parameter(torch.empty(num_heads, self.value_dim))
+        self.norm_bias = nn.Parameter(torch.empty(num_heads, self.value_dim))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The heads' norm: gain one, bias zero (the projections initialise themselves)."""
+        nn.init.ones_(self.norm_weight)
+        nn.init.zeros_(self.norm_bias)
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None

@@ -75,20 +75,37 @@ class LinearRecurrentUnit(TokenMixer):
         check(r_min < r_max <= 1.0, name, "r_max", r_max, f"expected r_min={r_min} < r_max <= 1")
         check(max_phase > 0, name, "max_phase", max_phase, "expected > 0")
         self.dim, self.state_dim, self.chunk_size = dim, state_dim, chunk_size
+        self.r_min, self.r_max, self.max_phase = r_min, r_max, max_phase
         N = state_dim
+        self.nu_log = nn.Parameter(torch.empty(N))
+        self.theta_log = nn.Parameter(torch.empty(N))
+        self.gamma_log = nn.Parameter(torch.empty(N))
+        self.B_re = nn.Parameter(torch.empty(N, dim))
+        self.B_im = nn.Parameter(torch.empty(N, dim))
+        self.C_re = nn.Parameter(torch.empty(dim, N))
+        self.C_im = nn.Parameter(torch.empty(dim, N))
+        self.D = nn.Parameter(torch.empty(dim))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Ring initialisation of ``Lambda``, ``gamma = sqrt(1 - |Lambda|^2)``, Glorot-style ``B``,
+        ``C`` and ``D`` ~ N(0, 1) (see the class docstring)."""
+        N, dim, dev = self.state_dim, self.dim, self.D.device
+        r_min, r_max = self.r_min, self.r_max
         # Ring initialisation: uniform in area between radii r_min and r_max.
-        u1 = torch.rand(N).clamp_min(1e-6)
-        u2 = torch.rand(N).clamp_min(1e-6)
+        u1 = torch.rand(N, device=dev).clamp_min(1e-6)
+        u2 = torch.rand(N, device=dev).clamp_min(1e-6)
         modulus_sq = u1 * (r_max**2 - r_min**2) + r_min**2
         nu = -0.5 * torch.log(modulus_sq.clamp(max=1 - 1e-6))
-        self.nu_log = nn.Parameter(torch.log(nu))
-        self.theta_log = nn.Parameter(torch.log(max_phase * u2))
-        self.gamma_log = nn.Parameter(0.5 * torch.log(1 - torch.exp(-2 * nu)))
-        self.B_re = nn.Parameter(torch.randn(N, dim) / math.sqrt(2 * dim))
-        self.B_im = nn.Parameter(torch.randn(N, dim) / math.sqrt(2 * dim))
-        self.C_re = nn.Parameter(torch.randn(dim, N) / math.sqrt(N))
-        self.C_im = nn.Parameter(torch.randn(dim, N) / math.sqrt(N))
-        self.D = nn.Parameter(torch.randn(dim))
+        self.nu_log.copy_(torch.log(nu))
+        self.theta_log.copy_(torch.log(self.max_phase * u2))
+        self.gamma_log.copy_(0.5 * torch.log(1 - torch.exp(-2 * nu)))
+        self.B_re.copy_(torch.randn(N, dim, device=dev) / math.sqrt(2 * dim))
+        self.B_im.copy_(torch.randn(N, dim, device=dev) / math.sqrt(2 * dim))
+        self.C_re.copy_(torch.randn(dim, N, device=dev) / math.sqrt(N))
+        self.C_im.copy_(torch.randn(dim, N, device=dev) / math.sqrt(N))
+        self.D.copy_(torch.randn(dim, device=dev))
 
     def diagonal(self) -> Tensor:
         """``Lambda: [N]`` complex."""

@@ -87,12 +87,23 @@ class Mamba2(TokenMixer):
         self.in_proj = nn.Linear(dim, 2 * inner + 2 * N + H, bias=False)
         self.conv = ShortConv(inner + 2 * N, conv_size, activation="silu", owner=name)
         load_legacy_conv_keys(self, "conv")
-        self.A_log = nn.Parameter(torch.log(torch.empty(H).uniform_(1.0, 16.0)))
-        dt = torch.exp(torch.empty(H).uniform_(math.log(1e-3), math.log(0.1))).clamp(min=1e-4)
-        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus^{-1}(dt)
-        self.D = nn.Parameter(torch.ones(H))
-        self.norm_weight = nn.Parameter(torch.ones(inner))
+        self.A_log = nn.Parameter(torch.empty(H))
+        self.dt_bias = nn.Parameter(torch.empty(H))
+        self.D = nn.Parameter(torch.empty(H))
+        self.norm_weight = nn.Parameter(torch.empty(inner))
+        self.reset_parameters()  # drawn before out_proj, as always: seeded weights unchanged
         self.out_proj = nn.Linear(inner, dim, bias=False)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The authors' init: ``A`` uniform in [1, 16], ``dt`` log-uniform in [1e-3, 0.1] (stored as
+        softplus^{-1}), ``D`` and the norm's gain one."""
+        H, dev = self.A_log.numel(), self.A_log.device
+        self.A_log.copy_(torch.log(torch.empty(H, device=dev).uniform_(1.0, 16.0)))
+        dt = torch.exp(torch.empty(H, device=dev).uniform_(math.log(1e-3), math.log(0.1))).clamp(min=1e-4)
+        self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^{-1}(dt)
+        nn.init.ones_(self.D)
+        nn.init.ones_(self.norm_weight)
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None

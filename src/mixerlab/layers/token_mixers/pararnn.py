@@ -72,13 +72,22 @@ class ParaGRU(TokenMixer):
         self.dim, self.num_heads, self.hidden_dim = dim, num_heads, hidden_dim
         self.tol, self.max_iters = tol, max_iters
         head_state = hidden_dim // num_heads
-        self.in_weight = nn.Parameter(torch.randn(num_heads, head_in, 3, head_state) * head_in**-0.5)
-        gate_bias = torch.zeros(3, hidden_dim)
-        gate_bias[0] = -torch.linspace(0.0, 3.0, hidden_dim)
-        self.gate_bias = nn.Parameter(gate_bias)
-        self.recurrent = nn.Parameter(torch.empty(3, hidden_dim).uniform_(-0.5, 0.5))
+        self.in_weight = nn.Parameter(torch.empty(num_heads, head_in, 3, head_state))
+        self.gate_bias = nn.Parameter(torch.empty(3, hidden_dim))
+        self.recurrent = nn.Parameter(torch.empty(3, hidden_dim))
+        self.reset_parameters()  # drawn before out_proj, as always: seeded weights unchanged
         self.out_proj = nn.Linear(hidden_dim, dim, bias=bias)
         self.last_newton_iters = 0
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Input weights ``N(0, 1 / fan_in)``; update-gate biases spread over [-3, 0] (a range of
+        time scales); other biases zero; diagonal recurrent weights uniform in [-0.5, 0.5]."""
+        dev, head_in = self.in_weight.device, self.in_weight.shape[1]
+        self.in_weight.copy_(torch.randn(self.in_weight.shape, device=dev) * head_in**-0.5)
+        nn.init.zeros_(self.gate_bias)
+        self.gate_bias[0] = -torch.linspace(0.0, 3.0, self.hidden_dim, device=dev)
+        self.recurrent.uniform_(-0.5, 0.5)
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None

@@ -63,11 +63,17 @@ class ParallelGatedNetwork(TokenMixer):
         check_positive_int("pgn", "max_len", max_len)
         check(max_len >= 2, "pgn", "max_len", max_len, "expected >= 2")
         self.dim, self.max_len = dim, max_len
-        bound = (max_len - 1) ** -0.5  # nn.Conv1d's default init for the authors' HIE convolution
-        self.hie_weight = nn.Parameter(torch.empty(dim, max_len - 1).uniform_(-bound, bound))
-        self.hie_bias = nn.Parameter(torch.empty(dim).uniform_(-bound, bound))
+        self.hie_weight = nn.Parameter(torch.empty(dim, max_len - 1))
+        self.hie_bias = nn.Parameter(torch.empty(dim))
+        self.reset_parameters()  # drawn before the projections, as always: seeded weights unchanged
         self.gate_proj = nn.Linear(2 * dim, 2 * dim)
         self.out_proj = nn.Linear(dim, dim, bias=bias)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        bound = (self.max_len - 1) ** -0.5  # nn.Conv1d's default init for the authors' HIE convolution
+        self.hie_weight.uniform_(-bound, bound)
+        self.hie_bias.uniform_(-bound, bound)
 
     def _check_length(self, total: int) -> None:
         if total > self.max_len:

@@ -189,12 +189,19 @@ class LSTM(TokenMixer):
         check_positive_int("lstm", "hidden_dim", hidden_dim)
         self.dim, self.hidden_dim = dim, hidden_dim
         H = hidden_dim
-        bound = 1.0 / math.sqrt(H)
-        self.weight_ih = nn.Parameter(torch.empty(4 * H, dim).uniform_(-bound, bound))
-        self.weight_hh = nn.Parameter(torch.empty(4 * H, H).uniform_(-bound, bound))
-        self.bias_ih = nn.Parameter(torch.empty(4 * H).uniform_(-bound, bound))
-        self.bias_hh = nn.Parameter(torch.empty(4 * H).uniform_(-bound, bound))
+        self.weight_ih = nn.Parameter(torch.empty(4 * H, dim))
+        self.weight_hh = nn.Parameter(torch.empty(4 * H, H))
+        self.bias_ih = nn.Parameter(torch.empty(4 * H))
+        self.bias_hh = nn.Parameter(torch.empty(4 * H))
+        self.reset_parameters()  # drawn before out_proj, as always: seeded weights unchanged
         self.out_proj = nn.Linear(H, dim, bias=False)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """``nn.LSTM``'s init: everything uniform in ``[-1/sqrt(H), 1/sqrt(H)]``."""
+        bound = 1.0 / math.sqrt(self.hidden_dim)
+        for p in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh):
+            p.uniform_(-bound, bound)
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None

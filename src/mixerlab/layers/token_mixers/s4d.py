@@ -81,16 +81,32 @@ class S4D(TokenMixer):
         check(dt_min <= dt_max, name, "dt_max", dt_max, f"expected >= dt_min={dt_min}")
         self.dim, self.state_dim, self.chunk_size = dim, state_dim, chunk_size
         H, M = dim, state_dim // 2
-        log_dt = torch.rand(H) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
-        self.log_dt = nn.Parameter(log_dt)
-        self.log_A_real = nn.Parameter(torch.full((H, M), math.log(0.5)))
-        self.A_imag = nn.Parameter(math.pi * torch.arange(M, dtype=torch.float32).expand(H, M).clone())
-        self.B_re = nn.Parameter(torch.ones(H, M))
-        self.B_im = nn.Parameter(torch.zeros(H, M))
-        self.C_re = nn.Parameter(torch.randn(H, M) * math.sqrt(0.5))
-        self.C_im = nn.Parameter(torch.randn(H, M) * math.sqrt(0.5))
-        self.D = nn.Parameter(torch.randn(H))
+        self.dt_min, self.dt_max = dt_min, dt_max
+        self.log_dt = nn.Parameter(torch.empty(H))
+        self.log_A_real = nn.Parameter(torch.empty(H, M))
+        self.A_imag = nn.Parameter(torch.empty(H, M))
+        self.B_re = nn.Parameter(torch.empty(H, M))
+        self.B_im = nn.Parameter(torch.empty(H, M))
+        self.C_re = nn.Parameter(torch.empty(H, M))
+        self.C_im = nn.Parameter(torch.empty(H, M))
+        self.D = nn.Parameter(torch.empty(H))
+        self.reset_parameters()  # drawn before out_proj, as always: seeded weights unchanged
         self.out_proj = nn.Linear(dim, dim)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """S4D-Lin: ``dt`` log-uniform in ``[dt_min, dt_max]``, ``A = -1/2 + i pi n``, ``B = 1``,
+        ``C`` complex normal of unit variance, ``D`` N(0, 1)."""
+        (H, M), dev = self.A_imag.shape, self.A_imag.device
+        log_min, log_max = math.log(self.dt_min), math.log(self.dt_max)
+        self.log_dt.copy_(torch.rand(H, device=dev) * (log_max - log_min) + log_min)
+        nn.init.constant_(self.log_A_real, math.log(0.5))
+        self.A_imag.copy_(math.pi * torch.arange(M, dtype=torch.float32, device=dev).expand(H, M))
+        nn.init.ones_(self.B_re)
+        nn.init.zeros_(self.B_im)
+        self.C_re.copy_(torch.randn(H, M, device=dev) * math.sqrt(0.5))
+        self.C_im.copy_(torch.randn(H, M, device=dev) * math.sqrt(0.5))
+        self.D.copy_(torch.randn(H, device=dev))
 
     def _discretize(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``dt A``, ``A_bar``, ``B_bar``, ``C``: all ``[H, M]`` complex."""

@@ -57,11 +57,18 @@ class SelfReferentialWeightMatrix(TokenMixer):
         self.dim, self.num_heads = dim, num_heads
         H, K = num_heads, self.head_dim
         self.rows = 3 * K + 4
-        std = K**-0.5
-        weight = torch.randn(H, self.rows, K) * std
-        weight[:, 3 * K :] += beta_init
-        self.weight = nn.Parameter(weight)  # W_0, the slow weights
+        self.beta_init = beta_init
+        self.weight = nn.Parameter(torch.empty(H, self.rows, K))  # W_0, the slow weights
+        self.reset_parameters()  # drawn before o_proj, as always: seeded weights unchanged
         self.o_proj = nn.Linear(H * K, dim, bias=False)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """``W_0`` entries ``N(0, 1/K)``; the rows producing ``beta`` shifted by ``beta_init``."""
+        K = self.head_dim
+        weight = torch.randn(self.weight.shape, device=self.weight.device) * K**-0.5
+        weight[:, 3 * K :] += self.beta_init
+        self.weight.copy_(weight)
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None

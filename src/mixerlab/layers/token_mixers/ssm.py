@@ -110,17 +110,24 @@ class Mamba(TokenMixer):
         load_legacy_conv_keys(self, "conv")
         self.x_proj = nn.Linear(E, dt_rank + 2 * N, bias=False)
         self.dt_proj = nn.Linear(dt_rank, E, bias=True)
-        self.A_log = nn.Parameter(torch.log(torch.arange(1, N + 1, dtype=torch.float32)).repeat(E, 1))
-        self.D = nn.Parameter(torch.ones(E))
+        self.A_log = nn.Parameter(torch.empty(E, N))
+        self.D = nn.Parameter(torch.empty(E))
         self.out_proj = nn.Linear(E, dim, bias=bias)
-        self._init_dt(dt_min, dt_max)
+        self.dt_min, self.dt_max = dt_min, dt_max
+        self.reset_parameters()
 
     @torch.no_grad()
-    def _init_dt(self, dt_min: float, dt_max: float, floor: float = 1e-4) -> None:
-        # The authors' init: dt log-uniform in [dt_min, dt_max], stored as softplus^{-1}(dt).
+    def reset_parameters(self, floor: float = 1e-4) -> None:
+        """S4D-real ``A_log = log(1..N)``, ``D = 1``, and the authors' step-size init through
+        ``dt_proj``: weight uniform in ``+-dt_rank^-1/2``, bias ``softplus^{-1}(dt)`` with ``dt``
+        log-uniform in ``[dt_min, dt_max]`` (floored at ``floor``)."""
+        E, N, dev = self.inner_dim, self.state_dim, self.A_log.device
+        dt_min, dt_max = self.dt_min, self.dt_max
+        self.A_log.copy_(torch.log(torch.arange(1, N + 1, dtype=torch.float32, device=dev)).repeat(E, 1))
+        nn.init.ones_(self.D)
         std = self.dt_rank**-0.5
         self.dt_proj.weight.uniform_(-std, std)
-        u = torch.rand(self.inner_dim)
+        u = torch.rand(E, device=dev)
         dt = torch.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp_min(floor)
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
 

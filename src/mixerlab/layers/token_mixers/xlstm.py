@@ -89,11 +89,18 @@ class MLSTM(TokenMixer):
         inner = num_heads * self.head_dim
         self.in_proj = nn.Linear(dim, 4 * inner, bias=bias)  # q, k, v, output gate
         self.gate_proj = nn.Linear(dim, 2 * num_heads, bias=True)  # input, forget gates
-        self.norm_weight = nn.Parameter(torch.ones(inner))
+        self.norm_weight = nn.Parameter(torch.empty(inner))
         self.out_proj = nn.Linear(inner, dim, bias=bias)
-        with torch.no_grad():
-            self.gate_proj.bias[:num_heads].fill_(-10.0)
-            self.gate_proj.bias[num_heads:].copy_(torch.linspace(3.0, 6.0, num_heads))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The authors' gate biases: input gates -10 (closed), forget gates spread over [3, 6]
+        across heads (mostly open); the norm's gain one."""
+        H, bias = self.num_heads, self.gate_proj.bias
+        nn.init.ones_(self.norm_weight)
+        bias[:H].fill_(-10.0)
+        bias[H:].copy_(torch.linspace(3.0, 6.0, H, device=bias.device))
 
     def _cap(self, g: Tensor) -> Tensor:
         c = self.gate_soft_cap
@@ -192,12 +199,21 @@ class SLSTM(TokenMixer):
             load_legacy_conv_keys(self, "conv")
         self.if_proj = nn.Linear(dim, 2 * dim, bias=False)
         self.zo_proj = nn.Linear(dim, 2 * dim, bias=False)
-        self.recurrent = nn.Parameter(torch.randn(H, Dh, 4, Dh) / Dh**0.5 * 0.5)
-        gate_bias = torch.zeros(4, H, Dh)
-        gate_bias[1] = torch.linspace(3.0, 6.0, H)[:, None]  # forget gates start mostly open
-        self.gate_bias = nn.Parameter(gate_bias)
-        self.norm_weight = nn.Parameter(torch.ones(dim))
+        self.recurrent = nn.Parameter(torch.empty(H, Dh, 4, Dh))
+        self.gate_bias = nn.Parameter(torch.empty(4, H, Dh))
+        self.norm_weight = nn.Parameter(torch.empty(dim))
+        self.reset_parameters()  # drawn before out_proj, as always: seeded weights unchanged
         self.out_proj = nn.Linear(dim, dim, bias=bias)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Block-diagonal recurrent weights ``N(0, 1/(4 Dh))``; forget-gate biases spread over
+        [3, 6] across heads (mostly open), other biases zero; the norm's gain one."""
+        H, Dh, dev = self.num_heads, self.head_dim, self.recurrent.device
+        self.recurrent.copy_(torch.randn(H, Dh, 4, Dh, device=dev) / Dh**0.5 * 0.5)
+        nn.init.zeros_(self.gate_bias)
+        self.gate_bias[1] = torch.linspace(3.0, 6.0, H, device=dev)[:, None]  # forget gates start mostly open
+        nn.init.ones_(self.norm_weight)
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
