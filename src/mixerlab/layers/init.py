@@ -77,10 +77,14 @@ def build_on(
 def reset_all(module: nn.Module) -> nn.Module:
     """Call ``reset_parameters()`` on every submodule of ``module`` that has one, children first.
 
-    Each module is reset once, even when it is shared by several parents (WideNet's MoE).
+    Each module is reset once, even when it is shared by several parents (WideNet's MoE). A
+    parameter shared by several modules keeps the initialisation of the first of them in module
+    order: a language model's output head tied to its embedding keeps the embedding's init, as a
+    normal construction does (the head's own reset still runs, and draws, for its other tensors).
     Returns ``module``.
     """
     seen: set[int] = set()
+    initialised: set[int] = set()  # parameters some earlier module has already reset
 
     def visit(m: nn.Module) -> None:
         if id(m) in seen:
@@ -88,9 +92,14 @@ def reset_all(module: nn.Module) -> nn.Module:
         seen.add(id(m))
         for child in m.children():
             visit(child)
+        own = list(m.named_parameters(recurse=False))
         reset = getattr(m, "reset_parameters", None)
         if callable(reset):
+            tied = {name: p.detach().clone() for name, p in own if id(p) in initialised}
             reset()
+            for name, value in tied.items():
+                getattr(m, name).copy_(value)
+        initialised.update(id(p) for _, p in own)
 
     visit(module)
     return module
