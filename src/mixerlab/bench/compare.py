@@ -573,7 +573,8 @@ def _run_in_pool(
     with stop_on_interrupt(on_first=stop.set) as request:
         # Workers start with SIGINT blocked (the mask is inherited through spawn), so a Ctrl-C
         # during their start-up cannot raise in them; a Ctrl-C meanwhile waits for the parent.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        mask = getattr(signal, "pthread_sigmask", lambda how, signals: None)  # POSIX only
+        mask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             pool = cf.ProcessPoolExecutor(
                 max_workers=workers,
@@ -583,7 +584,7 @@ def _run_in_pool(
             )
             futures = {pool.submit(_run_safely, *a): run for run, a in zip(todo, args)}
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            mask(signal.SIG_UNBLOCK, {signal.SIGINT})
         pending, deadline = set(futures), None
         try:
             while pending:

@@ -39,8 +39,8 @@ class _Group(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
-            raise
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, BrokenPipeError):
+            raise  # Typer's own handling: exit codes, 130 for Ctrl-C, quiet on a closed pipe
         except ConfigError as err:
             if debugging(ctx):
                 raise

@@ -8,8 +8,14 @@ from typing import Annotated
 
 import typer
 
+from mixerlab.bench.defaults import DEFAULT_SWEEP
 from mixerlab.cli.app import app
 from mixerlab.errors import ConfigError
+
+# The defaults shown in --help: the first run of the default comparison (see train/run.py).
+_TRAIN, _MODEL = DEFAULT_SWEEP["train"], DEFAULT_SWEEP["model"]
+_MIXER = DEFAULT_SWEEP["models"][0]
+_MIXER = json.dumps(_MIXER) if isinstance(_MIXER, dict) else _MIXER
 
 RESUME = "run the same command again to resume from the last checkpoint"
 
@@ -20,19 +26,31 @@ def train(
         Path | None,
         typer.Option(help="YAML/JSON run config (task, model, train); default: the first run of `compare`."),
     ] = None,
-    task: Annotated[str | None, typer.Option(help="Registered task name [default: mqar].")] = None,
-    mixer: Annotated[
-        str | None, typer.Option(help="Token mixer name, or a JSON spec dict [default: attention].")
+    task: Annotated[
+        str | None, typer.Option(help=f"Registered task name (default: {DEFAULT_SWEEP['task']['name']}).")
     ] = None,
-    dim: Annotated[int | None, typer.Option(help="Model width [default: 32].")] = None,
-    depth: Annotated[int | None, typer.Option(help="Number of blocks [default: 2].")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate [default: 3e-3].")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Passes over the training set [default: 10].")] = None,
+    mixer: Annotated[
+        str | None, typer.Option(help=f"Token mixer name, or a JSON spec dict (default: {_MIXER}).")
+    ] = None,
+    dim: Annotated[
+        int | None, typer.Option(help=f"Model width (default: {DEFAULT_SWEEP['widths'][0]}).")
+    ] = None,
+    depth: Annotated[int | None, typer.Option(help=f"Number of blocks (default: {_MODEL['depth']}).")] = None,
+    lr: Annotated[
+        float | None, typer.Option(help=f"Peak learning rate (default: {DEFAULT_SWEEP['lrs'][0]:g}).")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help=f"Passes over the training set (default: {_TRAIN['epochs']}).")
+    ] = None,
     max_steps: Annotated[
-        int | None, typer.Option(help="Budget in optimiser steps; the schedule ends there [default: 400].")
+        int | None,
+        typer.Option(
+            help=f"Budget in optimiser steps; the schedule ends there (default: {_TRAIN['max_steps']})."
+        ),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Seed of initialisation and batch order [default: 0].")
+        int | None,
+        typer.Option(help=f"Seed of initialisation and batch order (default: {DEFAULT_SWEEP['seeds'][0]})."),
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -47,7 +65,7 @@ def train(
     checkpoint: Annotated[
         Path | None,
         typer.Option(
-            help="Checkpoint file; resumes if it exists [default: <store folder>/checkpoints/<run>.pt]."
+            help="Checkpoint file; resumes if it exists (default: <store folder>/checkpoints/<run key>.pt)."
         ),
     ] = None,
     output: Annotated[Path | None, typer.Option(help="Write the final result as JSON here.")] = None,
