@@ -97,3 +97,15 @@ def test_report_renders_in_a_headless_browser_and_its_images_load(report):
     result = check_report(report["html"])
     assert result["images"] == len(report["pngs"]) and result["loaded"] == result["images"]
     assert result["rows"] == 4  # attention and gla at two widths
+
+
+def test_terminal_table_has_one_row_per_entry_with_what_ended_the_runs():
+    from mixerlab.bench.report import terminal_table
+
+    entries = leaderboard(fake_rows())
+    columns, rows = terminal_table(entries)
+    assert len(rows) == len(entries) and all(len(r) == len(columns) for r in rows)
+    by_model = {(r[0], r[1]): dict(zip(columns, r)) for r in rows}
+    assert by_model[("attention", "32")]["metric ± std"] == "0.96 ± 0.014"
+    assert by_model[("attention", "32")]["ended by"] == "schedule"
+    assert by_model[("gla", "64")]["ended by"] == "diverged" and by_model[("gla", "64")]["params"] == "64,000"
