@@ -12,7 +12,7 @@ from mixerlab.registry import METHODS
 from mixerlab.train.methods import create_method, unwrap
 
 sys.path.insert(0, str(Path(__file__).parent))  # the method tests' shared helpers (importlib mode)
-from test_methods_support import backward_crosses_blocks, gradients, objective, tiny_batch, tiny_model  # noqa: E402
+from test_methods_support import backward_crosses_blocks, gradients, objective, tiny_batch, tiny_model
 
 
 @pytest.mark.parametrize("kind", ["classify", "next_token"])

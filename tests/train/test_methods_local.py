@@ -13,7 +13,7 @@ from mixerlab.train.methods import create_method, unwrap
 from mixerlab.train.methods.local import periodic_basis
 
 sys.path.insert(0, str(Path(__file__).parent))  # the method tests' shared helpers (importlib mode)
-from test_methods_support import backward_crosses_blocks, gradients, objective, tiny_batch, tiny_model  # noqa: E402
+from test_methods_support import backward_crosses_blocks, gradients, tiny_batch, tiny_model
 
 
 @pytest.mark.parametrize("kind", ["classify", "next_token"])
