@@ -546,12 +546,18 @@ def compare(
     args = [(to_dict(r.config), r.label, sweep.name, checkpoint_dir, r.axes) for r in todo]
     try:
         if workers == 1 or len(todo) <= 1:
-            with stop_on_interrupt() as request:
-                for run, a in zip(todo, args):
-                    record(run, *_run_safely(*a, should_stop=request))
-                    if request.requested:
-                        break
-                summary.interrupted = request.requested
+            # One thread, as in a worker process: the same run costs the same either way.
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                with stop_on_interrupt() as request:
+                    for run, a in zip(todo, args):
+                        record(run, *_run_safely(*a, should_stop=request))
+                        if request.requested:
+                            break
+                    summary.interrupted = request.requested
+            finally:
+                torch.set_num_threads(threads)
         else:
             summary.interrupted = _run_in_pool(todo, args, min(workers, len(todo)), record)
     finally:

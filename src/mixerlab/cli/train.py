@@ -70,6 +70,9 @@ def train(
     ] = None,
     output: Annotated[Path | None, typer.Option(help="Write the final result as JSON here.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    threads: Annotated[
+        int, typer.Option(help="torch threads; 1 suits the testbed's small models and a shared machine.")
+    ] = 1,
 ) -> None:
     """Train one model on one task, print progress and a results table, and store the result.
 
@@ -100,6 +103,7 @@ def train(
                 progress=progress,
                 log=typer.echo,
                 should_stop=request,
+                threads=threads,
             )
     except Interrupted:
         typer.echo(f"interrupted: {RESUME}", err=True)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mixerlab.errors import check_positive_int
 from mixerlab.tasks.base import Task, create_task
 from mixerlab.train.config import (
     RunConfig,
@@ -85,17 +86,27 @@ def train_command(
     progress: bool = True,
     log: Callable[[str], None] = print,
     should_stop: Callable[[], bool] | None = None,
+    threads: int | None = 1,
 ) -> tuple[dict[str, Any], bool]:
     """Train one run and write its row to ``store`` (None: no store); returns (row, was stored before).
 
     A run already in the store is not trained again: its stored row comes back. Without an
     explicit ``checkpoint`` the run checkpoints to ``<store folder>/checkpoints/<run key>.pt``
     (removed once the row is written), so an interrupted ``train`` resumes.
+
+    ``threads`` sets torch's threads (None: torch's choice). One is the default, as in a sweep's
+    workers: the testbed's small models gain nothing from more, and on a busy machine two
+    spinning threads per process ran 13x slower than one (measured on 2 shared cores).
     """
+    import torch
+
     from mixerlab.bench.compare import mixer_labels, run_one
     from mixerlab.bench.store import ResultStore, check_store
 
     config = build_run_config(path, overrides, assignments)
+    if threads is not None:
+        check_positive_int("train", "threads", threads)
+        torch.set_num_threads(threads)
     key = config.key()
     results = None
     if store is not None:
