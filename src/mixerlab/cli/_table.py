@@ -9,13 +9,15 @@ from typing import Any
 import typer
 
 
-def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+def print_table(title: str, columns: list[str], rows: list[list[str]], caption: str | None = None) -> None:
     """One rich table on stdout: first column left-aligned, numbers right-aligned."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    table = Table(
+        title=title, caption=caption, box=box.SIMPLE_HEAD, title_justify="left", caption_justify="left"
+    )
     for i, name in enumerate(columns):
         table.add_column(name, justify="left" if i == 0 or name == "ended by" else "right")
     for row in rows:
@@ -33,7 +35,7 @@ def print_leaderboard(title: str, rows: list[dict[str, Any]], group_by: list[str
         return
     metric = f"{entries[0].metric_name} ({'higher' if entries[0].higher_is_better else 'lower'} is better)"
     columns, cells = terminal_table(entries)
-    print_table(f"{title}: {metric}, best lr per model, mean ± std over seeds", columns, cells)
+    print_table(f"{title}: {metric}", columns, cells, "best lr per model and width; ± is the std over seeds")
 
 
 def print_report_location(html: str | Path) -> None:

@@ -160,4 +160,4 @@ def _print_table(results: SpeedResults) -> None:
     rows = throughput_table(results, dtype)
     keep = [i for i, name in enumerate(rows[0]) if i == 0 or name.startswith(("fwd+bwd", "peak MiB"))]
     table = [[row[i] for i in keep] for row in rows]
-    print_table(f"speed ({dtype}): training step throughput and peak memory", table[0], table[1:])
+    print_table(f"speed ({dtype})", table[0], table[1:], "fwd+bwd: one training step of the layer")
