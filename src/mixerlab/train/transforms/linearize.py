@@ -254,7 +254,7 @@ class Linearize(Transform):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
             optimizer.step()
-        return float(loss)
+        return loss.item()
 
 
 def _seq_len(context: TransformContext | None) -> int:

@@ -205,14 +205,18 @@ def _encode_sparse(value: Tensor) -> tuple[dict[str, Any], list[Tensor]]:
 
 def save_compressed(model: nn.Module, path: str | os.PathLike | io.BytesIO) -> int:
     """Write ``model``'s weights in their packed form; returns the file's size in bytes."""
-    payload = _payload(model)
+    buffer = io.BytesIO()
+    # Serialised in memory first: the archive then has the same bytes whatever the file's name.
+    torch.save(_payload(model), buffer)
+    data = buffer.getvalue()
     if isinstance(path, io.BytesIO):
-        torch.save(payload, path)
-        return path.tell()
+        path.write(data)
+        return len(data)
     tmp = f"{os.fspath(path)}.tmp"
-    torch.save(payload, tmp)
+    with open(tmp, "wb") as f:
+        f.write(data)
     os.replace(tmp, path)  # never a half-written file under the real name
-    return os.path.getsize(path)
+    return len(data)
 
 
 def compressed_bytes(model: nn.Module) -> int:
