@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -32,15 +33,12 @@ def digits_config(method: dict) -> RunConfig:
 def test_a_sub_network_is_the_leading_units_and_blocks_of_the_model():
     model = tiny_model(depth=3)
     x = tiny_batch()["inputs"]
-    # Narrowing hidden units to width w equals zeroing the trailing rows of every hidden map.
+    # Narrowing to width w equals zeroing the trailing input columns of every map reading hidden units.
     narrow = SubNetwork(model, 0.5, 2)
     with torch.no_grad():
         pred, _ = narrow(x)
         for layer in hidden_linears(model):
-            keep = layer.out_features // 2
-            layer.weight[keep:] = 0
-            if layer.bias is not None:
-                layer.bias[keep:] = 0
+            layer.weight[:, math.ceil(layer.in_features / 2) :] = 0
         model.backbone.blocks[2].forward = lambda h, **kw: (h, None)  # depth 2: block 3 is skipped
         want, _ = model(x)
     # The final norm of a 2-block stack reads the output of block 2 either way.
@@ -59,6 +57,8 @@ def test_narrowing_is_undone_after_the_sub_network():
         again, _ = model(x)
     assert not torch.allclose(full, small)
     torch.testing.assert_close(full, again)
+    # A narrowed network still reads its input (a prefix of fused projections would not).
+    assert not torch.allclose(small[0], small[1])
 
 
 def test_sortednet_evaluates_every_sub_network_after_training():

@@ -1,11 +1,14 @@
 """Nested, elastic networks: many sub-networks trained inside one model, each evaluated after training.
 
 A sub-network of ``Model(stem, backbone, head)`` keeps the leading ``depth`` blocks and, inside
-each, the leading ``width`` fraction of every hidden unit: the outputs of each block-internal
-linear map whose width is not the model dimension (an MLP's or GLU's hidden layer, an expanded
-mixer's inner width) are cut to their first ``ceil(width * n)``, so the linear maps that read
-them use only their first columns. The residual stream, stem and head stay whole. Sub-networks
-are nested: a smaller one is a prefix of every larger one.
+each, the leading ``width`` fraction of every hidden vector: each block-internal linear map that
+reads a vector wider or narrower than the model dimension (an MLP's or GLU's down projection, an
+expanded mixer's output projection) sees only its first ``ceil(width * n)`` inputs, the rest
+zeroed -- so only the leading hidden units are used. Inputs are cut rather than outputs because
+projections are often fused (``[gate; up]``, ``[k; v]``): a prefix of a fused output would keep
+one part and drop the other. The residual stream, stem, head and attention heads (whose output
+projection reads exactly the model dimension) stay whole. Sub-networks are nested: a smaller one
+is a prefix of every larger one.
 
 - ``sortednet`` (arXiv:2309.00255): each step trains the full network and randomly sampled
   sub-networks of the width x depth grid (their gradients accumulate);
@@ -14,7 +17,7 @@ are nested: a smaller one is a prefix of every larger one.
 - ``ofa`` (arXiv:1908.09791): Once-for-All progressive shrinking -- the full network first, then
   elastic depth, then elastic depth and width, each sub-network also distilled from the full one.
 
-Shapes: tokens ``[B, T, D]``; a hidden activation ``[..., n]`` keeps ``[..., :ceil(width n)]``.
+Shapes: tokens ``[B, T, D]``; a hidden input ``[..., n]`` keeps ``[..., :ceil(width n)]``.
 """
 
 from __future__ import annotations
@@ -45,32 +48,29 @@ from mixerlab.train.methods.distill import soft_target_loss
 
 
 def hidden_linears(model: nn.Module) -> list[nn.Linear]:
-    """The block-internal linear maps whose outputs are hidden units (width != model dim)."""
+    """The block-internal linear maps that read hidden units (input width != model dim)."""
     dim = unwrap(model).backbone.dim
-    return [
-        m
-        for block in blocks_of(model, "elastic")
-        for m in block.modules()
-        if isinstance(m, nn.Linear) and m.out_features != dim
-    ]
+    blocks = blocks_of(model, "elastic")
+    return [m for b in blocks for m in b.modules() if isinstance(m, nn.Linear) and m.in_features != dim]
 
 
 @contextlib.contextmanager
 def narrowed(model: nn.Module, width: float) -> Iterator[None]:
-    """Within the block, every hidden linear map keeps only its leading ``width`` of output units."""
+    """Within the blocks, every linear map reading hidden units reads only the leading ``width``."""
     if width >= 1.0:
         yield
         return
     handles = []
     for layer in hidden_linears(model):
-        keep = max(1, math.ceil(width * layer.out_features))
+        keep = max(1, math.ceil(width * layer.in_features))
 
-        def cut(module: nn.Module, args: Any, out: Tensor, keep: int = keep) -> Tensor:
-            mask = torch.zeros(out.shape[-1], device=out.device, dtype=out.dtype)
+        def cut(module: nn.Module, args: tuple[Any, ...], keep: int = keep) -> tuple[Any, ...]:
+            x = args[0]
+            mask = torch.zeros(x.shape[-1], device=x.device, dtype=x.dtype)
             mask[:keep] = 1
-            return out * mask
+            return (x * mask, *args[1:])
 
-        handles.append(layer.register_forward_hook(cut))
+        handles.append(layer.register_forward_pre_hook(cut))
     try:
         yield
     finally:
@@ -100,6 +100,7 @@ def compute_fraction(model: nn.Module, width: float, depth: int) -> float:
             n = m.weight.numel()
             total += n
             if i < depth:
+                # A map writing or reading hidden units needs only the leading ``width`` of them.
                 narrow = m.out_features != dim or m.in_features != dim
                 kept += n * (min(width, 1.0) if narrow else 1.0)
     return kept / total if total else depth / max(len(blocks), 1)
