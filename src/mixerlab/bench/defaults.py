@@ -8,8 +8,11 @@ seed and a re-run gives the same metrics. ``max_cpu_seconds`` is only a safety c
 what the slowest run needs (mamba at width 64: about 0.28 CPU-seconds a step on one thread, so
 about 110 s); a run it ends says so (status ``time_limit``).
 
-Sized from measured CPU time per step (one thread each): about 1100 CPU-seconds for the 48 runs,
-so about 10 minutes with two worker processes on 2 cores.
+Sized from measured CPU time: the 48 runs train for about 1400 CPU-seconds in all (one thread
+each; mamba is over half of it), so about 12-13 minutes with two worker processes on 2 idle
+cores. At 400 steps no model has yet learned the 4-pair recall (best 0.51, most 0.25-0.43);
+softmax attention at width 64 needs about 600 (0.89 at 600 steps, lr 3e-3), which costs half as
+much time again.
 
 Per-mixer options are written here as spec dicts, never as code; if fewer than ``min_models``
 are given, other registered mixers fill in.
