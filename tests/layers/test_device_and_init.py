@@ -28,6 +28,7 @@ from torch import Tensor, nn
 import mixerlab
 from mixerlab.errors import ConfigError
 from mixerlab.layers.init import build_on, materialize, reset_all
+from mixerlab.layers.mixing import mixer_class
 from mixerlab.layers.sharing import sharing_scope
 from mixerlab.models.stems import FeatureTokenizer, PatchEmbedding, SeriesEmbedding, TokenEmbedding
 from mixerlab.registry import CHANNEL_MIXERS, HEADS, MODELS, NORMS, STEMS, TOKEN_MIXERS, Registry
@@ -64,6 +65,8 @@ DRAW_ORDER_DIFFERS = {
     # Models: compose builds the backbone before the stem, a model's children are stem, backbone.
     ("model", "forecaster"),
     ("model", "image_classifier"),
+    ("model", "image_stages"),
+    ("model", "scaling_mlp"),
     ("model", "lm"),
     ("model", "tabular"),
 }
@@ -107,7 +110,8 @@ def _forward(reg: Registry, module: nn.Module, dtype: torch.dtype = torch.float3
     """Run ``module`` on small inputs of ``dtype``; returns its output."""
     g = torch.Generator().manual_seed(1)
     if reg is TOKEN_MIXERS:
-        return module(torch.randn(2, 7, module.dim, generator=g, dtype=dtype))[0]
+        T = getattr(module, "num_tokens", None) or 7  # an image mixer runs at its grid's token count
+        return module(torch.randn(2, T, module.dim, generator=g, dtype=dtype))[0]
     if reg in (CHANNEL_MIXERS, NORMS):
         return module(torch.randn(2, 5, module.dim, generator=g, dtype=dtype))
     if reg is STEMS:
@@ -247,9 +251,16 @@ def test_materialize_keeps_tied_weights_and_shared_modules() -> None:
 
 @pytest.mark.parametrize("mixer", TOKEN_MIXERS.list())
 def test_meta_language_model_with_every_mixer_runs(mixer: str) -> None:
-    spec = {k: v for k, v in TOKEN_MIXERS.entry(mixer).test_kwargs.items() if k != "dim"}
+    # The grid of an image mixer comes from the model's stem, not from its spec.
+    spec = {
+        k: v
+        for k, v in TOKEN_MIXERS.entry(mixer).test_kwargs.items()
+        if k not in ("dim", "grid", "num_prefix_tokens")
+    }
+    # A non-causal-only (image) mixer has no language model: it is run in the image model.
+    name = "lm" if mixer_class(mixer).causal else "image_classifier"
     model = mixerlab.create_model(
-        "lm", **MODELS.entry("lm").test_kwargs, mixer={"name": mixer, **spec}, device="meta"
+        name, **MODELS.entry(name).test_kwargs, mixer={"name": mixer, **spec}, device="meta"
     )
     assert all(t.is_meta for t in _tensors(model).values())
     materialize(model, "cpu")

@@ -16,6 +16,11 @@ A mixer that declares ``noncausal == "none"`` (its docstring says why) only mixe
 for another mixing is a clear error. So is an option the mixing does not take, and a ``causal``
 option in the spec of a natively non-causal mixer (the mixing sets it).
 
+An image mixer (``causal = False``: a convolution, a token MLP, see
+:mod:`mixerlab.layers.token_mixers.vision_base`) only mixes non-causally, natively; when its
+constructor takes ``grid``, the ``"noncausal"`` mixing passes it the options ``grid`` and
+``num_prefix_tokens`` (the stem's patch grid and class tokens), which its spec leaves out.
+
 Shapes: ``x: [B, T, D]`` in and out.
 """
 
@@ -47,7 +52,13 @@ def make_mixer(spec: Spec, *, dim: int, mixing: str = "causal", **options: Any):
     cls = mixer_class(spec)
     form = getattr(cls, "noncausal", "bidirectional")
     native = mixing == "noncausal" and form == "native"
-    allowed = () if native else _OPTIONS[mixing]  # a native form takes no wrapper options
+    takes_grid = "grid" in TOKEN_MIXERS.entry(name).parameters()
+    if not getattr(cls, "causal", True) and mixing != "noncausal":
+        raise ConfigError(
+            name, "mixing", mixing, f"{name} only mixes non-causally (it has no causal form); use 'noncausal'"
+        )
+    # A native form takes no wrapper options; an image mixer takes the grid of the model's stem.
+    allowed = (("grid", "num_prefix_tokens") if takes_grid else ()) if native else _OPTIONS[mixing]
     for key, value in options.items():
         if key not in allowed:
             if native:
@@ -65,7 +76,13 @@ def make_mixer(spec: Spec, *, dim: int, mixing: str = "causal", **options: Any):
             name, "mixing", mixing, f"{name} only mixes causally (its docstring says why); use 'causal'"
         )
     if native:
-        return build(TOKEN_MIXERS, spec, dim=dim, causal=False)
+        grid_options = {k: v for k, v in options.items() if k in ("grid", "num_prefix_tokens")}
+        for key in grid_options:
+            if key in spec_options:
+                raise ConfigError(
+                    name, key, spec_options[key], "set by the model's stem; leave it out of the spec"
+                )
+        return build(TOKEN_MIXERS, spec, dim=dim, causal=False, **grid_options)
     if mixing == "noncausal":
         forward, backward = build(TOKEN_MIXERS, spec, dim=dim), build(TOKEN_MIXERS, spec, dim=dim)
         return Bidirectional(forward, backward, combine=options.get("combine", "sum"))
