@@ -71,6 +71,15 @@ def test_maestro_truncates_each_layer_by_energy_in_the_learned_order():
     assert transform.finalize(model)[0].rank == 2  # a second finalize changes nothing
 
 
+def test_maestro_keeps_a_layer_dense_when_its_factors_would_be_larger():
+    linear = layer_with_spectrum([1.0] * 8, out=8, inp=8)
+    transform, _ = create_transform({"name": "maestro", "options": {"energy": 0.99}, "when": "before"})
+    model, _ = transform.apply(nn.Sequential(linear))
+    model = transform.finalize(model)
+    assert type(model[0]) is nn.Linear and transform.ranks == {"0": 8}
+    torch.testing.assert_close(model[0].weight, linear.weight, rtol=1e-4, atol=1e-5)
+
+
 def test_bad_low_rank_options_are_clear_errors():
     from mixerlab.errors import ConfigError
 

@@ -161,8 +161,9 @@ class Maestro(Transform):
     Each linear layer becomes an :class:`OrderedLowRankLinear` at full rank, initialised from the
     SVD of its weight, and trains with ordered dropout (``drop_prob``) and the hierarchical group
     lasso (``group_lasso``). ``finalize`` keeps, per layer, the leading components that hold
-    ``energy`` of ``sum_i (|u_i| |v_i|)^2`` in the learned order; the ranks reached are in
-    :attr:`ranks`. ``when: after`` is SVD initialisation and truncation without training.
+    ``energy`` of ``sum_i (|u_i| |v_i|)^2`` in the learned order (a layer whose factors would
+    then be larger than its matrix becomes dense again); the ranks reached are in :attr:`ranks`.
+    ``when: after`` is SVD initialisation and truncation without training.
     """
 
     def __init__(
@@ -192,9 +193,19 @@ class Maestro(Transform):
             facts.update(ranks=self.ranks, **size_facts(model, context))
         return model, facts
 
+    @torch.no_grad()
     def finalize(self, model: nn.Module) -> nn.Module:
-        names = {id(m): n for n, m in model.named_modules()}
+        names, dense = {id(m): n for n, m in model.named_modules()}, {}
         for module in list(model.modules()):
             if isinstance(module, OrderedLowRankLinear) and not module.truncated:
-                self.ranks[names[id(module)]] = module.truncate(self.energy)
-        return model
+                r = module.truncate(self.energy)
+                self.ranks[names[id(module)]] = r
+                out, inp = module.out_features, module.in_features
+                if r * (out + inp) >= out * inp:  # the factors would be larger than the matrix
+                    linear = nn.Linear(inp, out, bias=module.bias is not None)
+                    linear = linear.to(module.u.device, module.u.dtype)
+                    linear.weight.copy_(module.u @ module.v)
+                    if module.bias is not None:
+                        linear.bias = module.bias
+                    dense[id(module)] = linear
+        return replace_modules(model, dense)
