@@ -19,7 +19,8 @@ def test_compiled_matches_eager(name):
     torch._dynamo.reset()
     torch.manual_seed(0)
     mixer = mixerlab.create_token_mixer(name, **TOKEN_MIXERS.entry(name).test_kwargs)
-    x = torch.randn(2, 24, mixer.dim, requires_grad=True)
+    T = getattr(mixer, "num_tokens", None) or 24  # an image mixer runs at its grid's token count
+    x = torch.randn(2, T, mixer.dim, requires_grad=True)
     y, _ = mixer(x)
     (gx,) = torch.autograd.grad(y.square().sum(), x)
     compiled = torch.compile(mixer, backend="aot_eager")

@@ -52,6 +52,8 @@ def test_bfloat16_forward_backward_follow_float32(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_bfloat16_continues_from_a_state(name):
     fp32, bf16 = _pair(name)
+    if not fp32.causal:
+        pytest.skip(f"{name} is non-causal only (an image mixer): no state to continue from")
     x = torch.randn(2, 20, fp32.dim, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         y32, _ = fp32(x)

@@ -102,6 +102,8 @@ NONCAUSAL = [
     (name, mode)
     for name in NAMES
     if TOKEN_MIXERS.entry(name).builder.noncausal == "native"
+    # packed == "none" (image mixers: a packed row is not an image) is checked as an error below
+    and TOKEN_MIXERS.entry(name).builder.packed != "none"
     for mode in _modes(name)
 ]
 
