@@ -54,7 +54,7 @@ def claims(
     cells = [
         [
             r.claim.name,
-            f"{r.claim.paper[:40]} (arXiv:{r.claim.arxiv})",
+            f"arXiv:{r.claim.arxiv}",
             r.measured_text if not r.error else "error",
             r.claim.threshold_text,
             r.status,

@@ -90,7 +90,7 @@ register_claim(
         settings=NORMS_SETTINGS,
         measure=measure_dyt,
         plot=Plot("step", "training loss (nats per character)"),
-        quick=True,
+        # Not in --quick: two 600-step char-LMs take ~100 s on a busy 2-core machine.
     )
 )
 
