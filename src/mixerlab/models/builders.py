@@ -213,4 +213,4 @@ MODELS.register(
     summary="Pure MLP on the flattened image: residual inverted-bottleneck MLP blocks, no token mixing.",
     test_kwargs={"image_size": 8, "in_chans": 1, "num_classes": 3, "dim": 16, "depth": 2},
     meta={"kinds": ("classify",)},
-)(scaling_mlp)
+)(functools.partial(scaling_mlp, head={"name": "classify", "pool": "mean"}))  # the trainer reads its head
