@@ -413,7 +413,10 @@ def _train_run(
     result = trainer.fit()
     example = trainer.train_data.batch(slice(0, run.train.batch_size), trainer.device)["inputs"]
     env = environment(trainer.device)
+    # What transforms reported (bytes, sparsity) and each sub-network / exit of a method, kept with
+    # the epochs so the report and later analysis can read them.
     history = result.history + ([{"transforms": result.transforms}] if result.transforms else [])
+    history += [{"variants": result.variants}] if result.variants else []
     return (
         trainer.task,
         trainer.objective,
