@@ -22,6 +22,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from mixerlab.errors import check, check_choice, check_positive_int
+from mixerlab.layers.token_mixers.base import resolve_heads
 from mixerlab.layers.token_mixers.vision_base import GridSpec, ImageMixer
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -163,8 +164,6 @@ class AttentiveConv(ImageMixer):
         causal: bool = False,
     ) -> None:
         super().__init__(dim, grid, num_prefix_tokens, causal)
-        from mixerlab.layers.token_mixers.base import resolve_heads
-
         resolve_heads("atconv", dim, num_heads, None)
         _check_kernel("atconv", kernel_size)
         self.num_heads, self.kernel_size = num_heads, kernel_size
@@ -182,15 +181,14 @@ class AttentiveConv(ImageMixer):
 
     def tap_weights(self, x: Tensor) -> Tensor:
         """Softmax-competing kernel of every grid position, ``[B, heads, k^2, H W]``."""
-        _, image = self.split(x)
-        H, W = image.shape[-2:]
+        H, W = self._grid_of(x)
         k = self.kernel_size
         logits = rearrange(
             self.kernel(x[:, self.num_prefix_tokens :]), "b n (h t) -> b h t n", h=self.num_heads
         )
         logits = logits + self.static_kernel[None, :, :, None]
         # Taps outside the image take no part in the competition (no zero-padding pulled in).
-        inside = F.unfold(image.new_ones(1, 1, H, W), k, padding=k // 2)  # [1, k^2, H W]
+        inside = F.unfold(x.new_ones(1, 1, H, W), k, padding=k // 2)  # [1, k^2, H W]
         return logits.masked_fill(inside[:, None] == 0, float("-inf")).softmax(dim=2)
 
     def mix(self, x: Tensor) -> Tensor:
