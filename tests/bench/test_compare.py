@@ -58,8 +58,9 @@ def test_the_default_sweep_has_a_step_budget_and_the_cpu_cap_only_as_a_safety_ne
     trainer = Trainer(plan(sweep, lambda message: None)[0][0].config, progress=False)
     steps_per_epoch, total, epochs = trainer.budget()
     assert total == sweep.train.max_steps < steps_per_epoch * sweep.train.epochs
-    # The cap is far above what the slowest default run needs (about 0.3 CPU-s a step on one thread).
-    assert sweep.train.max_cpu_seconds > 2 * 0.3 * total
+    # The cap is far above what the slowest default run needs (deltanet at width 64: about 0.15
+    # CPU-s a step on one thread).
+    assert sweep.train.max_cpu_seconds > 4 * 0.15 * total
 
 
 def test_default_sweep_uses_registered_mixers_at_two_widths():
@@ -67,7 +68,8 @@ def test_default_sweep_uses_registered_mixers_at_two_widths():
     mixers = {r.label for r in runs}
     assert len(mixers) >= min(6, len(TOKEN_MIXERS)) and "attention" in mixers
     assert len({r.config.model.dim for r in runs}) == 2
-    assert len(DEFAULT_SWEEP["seeds"]) >= 2 and len(DEFAULT_SWEEP["lrs"]) >= 2
+    # Several seeds for the spread; one learning rate (lr 1e-2 never trained attention here).
+    assert len(DEFAULT_SWEEP["seeds"]) >= 2 and DEFAULT_SWEEP["lrs"] == [3e-3]
 
 
 def _row_count(path: Path) -> int:
