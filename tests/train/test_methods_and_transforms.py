@@ -133,3 +133,15 @@ def test_bad_transform_and_method_options_are_clear_errors():
         create_transform({"name": "prune_magnitude", "when": "during"})
     with pytest.raises(ConfigError, match="eta"):
         Trainer(table_config(method={"name": "gradient_noise", "options": {"eta": -1}}), progress=False)
+
+
+def test_a_finished_run_with_a_before_transform_loads_from_its_checkpoint(tmp_path):
+    spec = {"name": "prune_magnitude", "options": {"amount": 0.5}, "when": "before"}
+    config = table_config(transforms=[spec])
+    first = Trainer(config, checkpoint_path=tmp_path / "c.pt", progress=False)
+    result = first.fit()
+    again = Trainer(config, checkpoint_path=tmp_path / "c.pt", progress=False)
+    loaded = again.fit()  # the finished run is read back, not trained again
+    assert loaded.steps == result.steps and loaded.metrics.value == result.metrics.value
+    for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

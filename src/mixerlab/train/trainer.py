@@ -412,8 +412,12 @@ class Trainer:
         payload = load_checkpoint(self.checkpoint_path)
         if payload is None or payload.get("config_key") != config_key(self.config):
             return 0
-        if payload["done"] and any(when == "after" for _, when in self.transforms):
-            # The saved weights are already transformed; load them into the transformed shape.
+        if payload["done"]:
+            # A finished run saved its weights transformed: "before" transforms made permanent
+            # (masks folded in), "after" ones applied; load them into that shape.
+            for transform, when in self.transforms:
+                if when == "before":
+                    self.model = transform.finalize(self.model)
             for transform, when in self.transforms:
                 if when == "after":
                     self.model, _ = transform.apply(self.model, self.transform_context())
