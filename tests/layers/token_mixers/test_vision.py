@@ -41,7 +41,9 @@ def tokens(T: int, dim: int, seed: int = 1) -> torch.Tensor:
 def test_manhattan_fast_form_matches_reference_in_float64(grid, prefix):
     T = prefix + grid[0] * grid[1]
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(B, T, 3, 4, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    q, k, v = (
+        torch.randn(B, T, 3, 4, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3)
+    )
     gammas = torch.tensor([0.5, 0.8, 0.95], dtype=torch.float64)
     out = manhattan_retention_parallel(q, k, v, gammas, grid, prefix)
     ref = manhattan_retention_reference(q, k, v, gammas, grid, prefix)
