@@ -42,10 +42,13 @@ def mixing_support(builder) -> str:
     """What a mixer class supports beyond causal 1-D, as the README's mixing column says it."""
     noncausal = getattr(builder, "noncausal", "none")
     packed = getattr(builder, "packed", "none")
+    causal = getattr(builder, "causal", True)
     parts = [
-        "causal" if getattr(builder, "causal", True) else "",
+        "causal" if causal else "",
         {"native": "non-causal", "bidirectional": "non-causal (bidir.)"}.get(noncausal, ""),
-        "2-D" if noncausal != "none" else "",
+        # A causal mixer gets 2-D orders through the cross-scan wrapper; an image mixer mixes its
+        # grid natively (and takes no scan wrapper).
+        ("2-D (cross-scan)" if causal else "2-D grid (native)") if noncausal != "none" else "",
         {"native": "packed", "split": "packed (split)"}.get(packed, ""),
     ]
     return ", ".join(p for p in parts if p)
