@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mixerlab.models.model import tokens_per_example
+
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
@@ -45,12 +47,8 @@ def flops_per_token(model: nn.Module, seq_len: int, *, batch_size: int = 1, devi
 
 
 def sequence_length(model: nn.Module, inputs: Any) -> int:
-    """Tokens per example that the backbone mixes: the stem's count, else the input's length."""
-    stem = getattr(model, "stem", None)
-    fixed = stem.num_tokens() if stem is not None and hasattr(stem, "num_tokens") else None
-    if fixed is not None:
-        return fixed
-    return inputs.shape[1]
+    """Tokens per example that the backbone mixes (see :func:`~mixerlab.models.model.tokens_per_example`)."""
+    return tokens_per_example(model, inputs)
 
 
 def training_memory_bytes(model: nn.Module, inputs: Any) -> int:

@@ -167,3 +167,13 @@ def compose(
         head_io["num_tokens"] = built_stem.num_tokens()
     built_head = build(HEADS, head, dim=dim, **head_io)
     return Model(built_stem, backbone, built_head, tie_weights=tie_embeddings)
+
+
+def tokens_per_example(model: nn.Module, inputs: Any) -> int:
+    """Tokens per example that ``model``'s backbone mixes: its stem's fixed count (patches,
+    features, series patches), else the length of token inputs ``[B, T]``, else 1."""
+    stem = getattr(model, "stem", None)
+    fixed = stem.num_tokens() if stem is not None and hasattr(stem, "num_tokens") else None
+    if fixed is not None:
+        return fixed
+    return inputs.shape[1] if isinstance(inputs, Tensor) and inputs.dim() >= 2 else 1

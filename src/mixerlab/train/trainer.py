@@ -35,6 +35,7 @@ from torch import nn
 
 from mixerlab.errors import ConfigError
 from mixerlab.layers.spec import split_spec
+from mixerlab.models.model import tokens_per_example
 from mixerlab.registry import BASELINES, HEADS, MODELS
 from mixerlab.tasks.base import Metrics, Task, create_task
 from mixerlab.train.checkpoint import load_checkpoint, save_checkpoint
@@ -292,7 +293,7 @@ class Trainer:
                     scheduler.step()
                     result.steps += 1
                     result.train_examples += len(batch["targets"])
-                    result.train_tokens += _tokens(batch, model)
+                    result.train_tokens += tokens_per_example(model, batch["inputs"]) * len(batch["targets"])
                     losses.append(loss.detach())
                     bar.update(1)
                     if over_budget():
@@ -440,16 +441,6 @@ class Trainer:
         result.variants = saved.get("variants", {})
         self.log(f"resumed from {self.checkpoint_path} after epoch {payload['epoch']}")
         return self.budget()[2] if payload["done"] else payload["epoch"]
-
-
-def _tokens(batch: dict[str, Any], model: nn.Module) -> int:
-    """Tokens the backbone saw in a batch: positions of a token task, else examples x stem tokens."""
-    inputs = batch["inputs"]
-    stem = getattr(model, "stem", None)
-    per_example = stem.num_tokens() if stem is not None and hasattr(stem, "num_tokens") else None
-    if per_example is None:
-        return inputs.numel() if isinstance(inputs, torch.Tensor) else len(batch["targets"])
-    return per_example * len(batch["targets"])
 
 
 def _param_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

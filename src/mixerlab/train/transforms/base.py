@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from mixerlab.errors import check, check_choice
+from mixerlab.models.model import tokens_per_example
 from mixerlab.registry import TRANSFORMS
 
 WHEN = ("before", "after")
@@ -129,12 +130,7 @@ def batches(context: TransformContext | None, num_batches: int, batch_size: int)
 
 def tokens_in(batch: dict[str, Any], model: nn.Module) -> int:
     """Tokens the backbone sees in ``batch``: positions of a token task, else examples x stem tokens."""
-    inputs = batch["inputs"]
-    stem = getattr(model, "stem", None)
-    per_example = stem.num_tokens() if stem is not None and hasattr(stem, "num_tokens") else None
-    if per_example is None:
-        return inputs.numel() if isinstance(inputs, torch.Tensor) else len(batch["targets"])
-    return per_example * len(batch["targets"])
+    return tokens_per_example(model, batch["inputs"]) * len(batch["targets"])
 
 
 @torch.no_grad()
