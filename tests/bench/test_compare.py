@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mixerlab.bench.compare import build_sweep, compare, plan
+from mixerlab.bench.compare import build_sweep, compare, load_sweep, plan
 from mixerlab.bench.defaults import DEFAULT_SWEEP, TINY_SWEEP
 from mixerlab.bench.store import ResultStore
 from mixerlab.errors import ConfigError
@@ -176,3 +176,36 @@ def _sweep(data):
 def test_a_grid_path_outside_the_run_config_is_a_clear_error():
     with pytest.raises(ConfigError, match="grid"):
         _sweep({**TABLE_SWEEP, "grid": {"optimizer.lr": [1, 2]}})
+
+
+def test_a_grid_over_tasks_keeps_labels_per_model_and_builds_each_model_for_each_task(monkeypatch):
+    from mixerlab.bench.compare import preflight
+
+    sweep = {
+        "name": "tables",
+        "task": {"name": "breast_cancer"},
+        "models": ["gla"],
+        "widths": [8],
+        "grid": {"task.name": ["breast_cancer", "wine"], "model": [{"name": "tabular"}, {"name": "linear"}]},
+        "model": {"name": "tabular", "depth": 1},
+    }
+    runs, _ = plan(load_sweep(sweep), log=lambda _: None)
+    assert sorted((r.config.task.name, r.label) for r in runs) == [
+        ("breast_cancer", "gla"),
+        ("breast_cancer", "linear"),
+        ("wine", "gla"),
+        ("wine", "linear"),
+    ]
+    built = []
+    import mixerlab.train.trainer as trainer
+
+    real = trainer.build_model
+
+    def spy(model, task):
+        built.append(task.model_io()["num_classes"])
+        return real(model, task)
+
+    monkeypatch.setattr(trainer, "build_model", spy)
+    kept, notes = preflight(runs, log=lambda _: None)
+    assert len(kept) == 4 and not notes
+    assert sorted(built) == [2, 3]  # breast_cancer's two classes and wine's three: each task's own model

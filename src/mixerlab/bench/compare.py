@@ -199,7 +199,12 @@ def plan(sweep: SweepConfig, log: Log = print) -> tuple[list[PlannedRun], list[s
     }
     grid = list(sweep.grid.items())
     # Only the grid axes that take more than one value (baselines aside) name a run in its label.
-    varying = [path for path, values in grid if len([v for v in values if not _is_baseline(v)]) > 1]
+    # The task is not part of a label: the report gives each task its own section.
+    varying = [
+        path
+        for path, values in grid
+        if len([v for v in values if not _is_baseline(v)]) > 1 and not path.startswith("task.")
+    ]
     runs, seen = [], set()
     for seed in sweep.seeds:
         for lr in sweep.lrs:
@@ -264,6 +269,8 @@ def _is_baseline(value: Any) -> bool:
 
 
 def _short(value: Any) -> str:
+    if isinstance(value, list) and all(isinstance(v, dict) and "name" in v for v in value):
+        return "+".join(_short(v) for v in value)  # a transforms list: quantize{"bits": 8}+cast
     if isinstance(value, dict) and "name" in value:
         rest = {k: v for k, v in value.items() if k != "name"}
         return value["name"] + (json.dumps(rest, sort_keys=True) if rest else "")
@@ -279,23 +286,32 @@ def preflight(runs: list[PlannedRun], log: Log) -> tuple[list[PlannedRun], list[
     """
     from mixerlab.train.trainer import build_model, build_task
 
-    task = build_task(runs[0].config) if runs else None
-    bad: dict[tuple[str, int], str] = {}
-    built: set[tuple[str, int]] = set()
+    # A sweep over several tasks builds each model against each task's sizes.
+    tasks: dict[str, Any] = {}
+    bad: dict[tuple[str, int, str], str] = {}
+    built: set[tuple[str, int, str]] = set()
     for run in runs:
-        combo = (run.label, run.config.model.dim)
-        if combo in bad or combo in built or task is None or run.config.model.name in BASELINES:
+        task_key = _task_key(run)
+        combo = (run.label, run.config.model.dim, task_key)
+        if combo in bad or combo in built or run.config.model.name in BASELINES:
             continue
+        if task_key not in tasks:
+            tasks[task_key] = build_task(run.config)
         try:
-            build_model(run.config.model, task)
+            build_model(run.config.model, tasks[task_key])
             built.add(combo)
         except ConfigError as err:
             where = f"{err.allowed} (model {run.label} at dim={combo[1]})"
             raise ConfigError(err.owner, err.field, err.value, where) from err
         except (TypeError, ValueError) as err:
-            bad[combo] = f"skipping {run.label} at dim={combo[1]}: {err}"
+            bad[combo] = f"skipping {run.label} at dim={combo[1]} on {run.config.task.name}: {err}"
             log(bad[combo])
-    return [r for r in runs if (r.label, r.config.model.dim) not in bad], list(bad.values())
+    keep = [r for r in runs if (r.label, r.config.model.dim, _task_key(r)) not in bad]
+    return keep, list(bad.values())
+
+
+def _task_key(run: PlannedRun) -> str:
+    return json.dumps(to_dict(run.config.task), sort_keys=True, default=str)
 
 
 def run_one(
@@ -522,8 +538,9 @@ def compare(
     todo = [r for r in runs if r.key not in done]
     summary = CompareSummary(results.url, len(runs), len(runs) - len(todo), sweep=sweep.name)
     summary.notes = notes + more_notes
+    names = ", ".join(dict.fromkeys(r.config.task.name for r in runs)) or sweep.task.name
     log(
-        f"sweep {sweep.name!r}: {len(runs)} runs on {sweep.task.name}, {summary.skipped_done} already in "
+        f"sweep {sweep.name!r}: {len(runs)} runs on {names}, {summary.skipped_done} already in "
         f"{results.url}, {len(todo)} to run with {workers} worker(s)"
     )
     checkpoint_dir = str(out / "checkpoints")

@@ -2,9 +2,8 @@
 
 Per model (token mixer) and width, the learning rate with the best mean metric over seeds is
 chosen ("best-of-lr"); the table and plots show that mean with the standard deviation over seeds.
-Plots (matplotlib, Agg backend): metric vs state size (log x), metric vs width, metric per slice
-(e.g. per number of key-value pairs or per test length), and the spread across seeds. The HTML
-embeds the PNGs as base64, so it opens offline and can be mailed as one file.
+The plots are :mod:`mixerlab.bench.report_plots`. A sweep over several tasks gets one section per
+task. The HTML embeds the PNGs as base64, so it opens offline and can be mailed as one file.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mixerlab.bench.report_plots import figures_for
 from mixerlab.errors import ConfigError
 
 Log = Any
@@ -50,6 +50,30 @@ class Entry:
     def cost(self, key: str) -> float:
         vals = [r[key] for r in self.rows if r.get(key) is not None]
         return statistics.fmean(vals) if vals else float("nan")
+
+    def fact(self, key: str) -> float:
+        """A figure the run's transforms reported (the last transform that reports it), mean over seeds."""
+        vals = []
+        for row in self.rows:
+            for item in row.get("history") or []:
+                found = [f[key] for f in item.get("transforms") or [] if f.get(key) is not None]
+                if found:
+                    vals.append(float(found[-1]))
+        return statistics.fmean(vals) if vals else float("nan")
+
+    def variant_points(self) -> list[tuple[float, float]]:
+        """``(compute share, metric)`` of every sub-network / exit a method evaluated, mean over seeds."""
+        points: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for row in self.rows:
+            for item in row.get("history") or []:
+                for name, variant in (item.get("variants") or {}).items():
+                    x = variant.get("compute_fraction", variant.get("embedding_fraction"))
+                    y = variant.get(self.metric_name)
+                    if x is not None and y is not None and math.isfinite(float(y)):
+                        points[name].append((float(x), float(y)))
+        return [
+            (statistics.fmean(x for x, _ in p), statistics.fmean(y for _, y in p)) for p in points.values()
+        ]
 
     def slice_means(self) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -113,153 +137,6 @@ def _better(a: float, b: float, higher_is_better: bool) -> bool:
     return a > b if higher_is_better else a < b
 
 
-def _colors(mixers: list[str]) -> dict[str, Any]:
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab10" if len(mixers) <= 10 else "tab20"]
-    return {m: cmap(i % cmap.N) for i, m in enumerate(sorted(mixers))}
-
-
-MARKERS = "osD^vP*Xh<>"
-
-
-def _plot_value(entry: Entry) -> float:
-    """A plottable metric: a run without any evaluation is drawn at the worst end (0 for accuracy)."""
-    if math.isfinite(entry.mean):
-        return entry.mean
-    return 0.0 if entry.higher_is_better else float("nan")
-
-
-def _metric_label(entries: list[Entry]) -> str:
-    name = entries[0].metric_name.replace("_", " ")
-    return f"{name} ({'higher' if entries[0].higher_is_better else 'lower'} is better)"
-
-
-def plot_state_size(entries: list[Entry], colors: dict[str, Any]):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    dims = sorted({e.dim for e in entries})
-    for e in entries:
-        # A baseline of another field keeps no recurrent state: drawn at 1 like a stateless model.
-        state = e.cost("state_size_eval")
-        x = max(state if math.isfinite(state) else 1.0, 1.0)
-        ax.errorbar(
-            x,
-            _plot_value(e),
-            yerr=e.std,
-            fmt=MARKERS[dims.index(e.dim) % len(MARKERS)],
-            color=colors[e.mixer],
-            ms=8,
-            capsize=3,
-        )
-    for mixer in sorted(colors):
-        ax.plot([], [], "o", color=colors[mixer], label=mixer)
-    for i, dim in enumerate(dims):
-        ax.plot([], [], MARKERS[i % len(MARKERS)], color="gray", label=f"dim={dim}")
-    ax.set_xscale("log")
-    ax.set_xlabel("state size (scalars per sequence at the longest test length, log scale)")
-    ax.set_ylabel(_metric_label(entries))
-    ax.set_title("Metric vs recurrent-state size (best lr, mean ± std over seeds)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="best", ncol=2)
-    fig.tight_layout()
-    return fig
-
-
-def plot_width(entries: list[Entry], colors: dict[str, Any]):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for e in entries:
-        if e.dim == 0:  # a baseline has no width: a level line across the plot
-            ax.axhline(_plot_value(e), color=colors[e.mixer], linestyle="--", label=f"{e.mixer} (baseline)")
-    for mixer in sorted(colors):
-        mine = sorted((e for e in entries if e.mixer == mixer and e.dim > 0), key=lambda e: e.dim)
-        if not mine:
-            continue
-        ax.errorbar(
-            [e.dim for e in mine],
-            [_plot_value(e) for e in mine],
-            yerr=[e.std for e in mine],
-            marker="o",
-            color=colors[mixer],
-            label=mixer,
-            capsize=3,
-        )
-    ax.set_xscale("log", base=2)
-    dims = sorted({e.dim for e in entries if e.dim > 0})
-    ax.set_xticks(dims, [str(d) for d in dims])
-    ax.set_xlabel("model width (dim)")
-    ax.set_ylabel(_metric_label(entries))
-    ax.set_title("Metric vs width (best lr, mean ± std over seeds)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="best", ncol=2)
-    fig.tight_layout()
-    return fig
-
-
-def plot_slices(entries: list[Entry], colors: dict[str, Any], key: str):
-    import matplotlib.pyplot as plt
-
-    dims = sorted({e.dim for e in entries if e.dim > 0}) or [0]
-    fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 4), squeeze=False, sharey=True)
-    for ax, dim in zip(axes[0], dims):
-        # Baselines (dim 0) appear in every panel.
-        for e in sorted((e for e in entries if e.dim in (dim, 0)), key=lambda e: e.mixer):
-            values = e.slice_means().get(key, {})
-            xs = sorted(values, key=_numeric)
-            ax.plot(
-                [_numeric(x) for x in xs],
-                [values[x] for x in xs],
-                marker="o",
-                color=colors[e.mixer],
-                label=e.mixer,
-            )
-        ticks = sorted({_numeric(v) for e in entries for v in e.slice_means().get(key, {})})
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.set_title(f"dim={dim}")
-        ax.set_xlabel(key.replace("_", " "))
-        ax.grid(True, alpha=0.3)
-    axes[0][0].set_ylabel(_metric_label(entries))
-    axes[0][-1].legend(fontsize=8, loc="best")
-    fig.suptitle(f"Metric per {key.replace('_', ' ')} (best lr, mean over seeds)")
-    fig.tight_layout()
-    return fig
-
-
-def plot_seeds(entries: list[Entry], colors: dict[str, Any]):
-    import matplotlib.pyplot as plt
-
-    dims = sorted({e.dim for e in entries if e.dim > 0}) or [0]
-    mixers = sorted(colors)
-    width = max(7.0, max(4.5, 0.6 * len(mixers)) * len(dims))
-    fig, axes = plt.subplots(1, len(dims), figsize=(width, 4.5), squeeze=False)
-    for ax, dim in zip(axes[0], dims):
-        by_mixer = {e.mixer: e for e in entries if e.dim in (dim, 0)}
-        for i, mixer in enumerate(mixers):
-            e = by_mixer.get(mixer)
-            if e is None:
-                continue
-            ax.bar(i, _plot_value(e), yerr=e.std, color=colors[mixer], alpha=0.6, capsize=4)
-            seeds = [v if math.isfinite(v) else _plot_value(e) for v in e.values]
-            ax.scatter([i] * len(seeds), seeds, color="black", s=12, zorder=3)
-        ax.set_xticks(range(len(mixers)), mixers, rotation=45, ha="right")
-        ax.set_title(f"dim={dim}")
-        ax.grid(True, axis="y", alpha=0.3)
-    axes[0][0].set_ylabel(_metric_label(entries))
-    fig.suptitle("Spread across seeds (best lr; bar: mean ± std, dots: seeds)")
-    fig.tight_layout()
-    return fig
-
-
-def _numeric(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
-
-
 def _fmt(value: float, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
@@ -278,9 +155,11 @@ TABLE_COLUMNS = (
     "best lr",
     "params",
     "FLOPs/token",
+    "FLOPs/example",
     "state (train T)",
     "state (max test T)",
     "tokens/s",
+    "examples/s",
     "peak MB",
     "train CPU s",
     "status",
@@ -302,9 +181,11 @@ def table_rows(entries: list[Entry]) -> list[list[str]]:
                 f"{e.lr:g}" if e.lr else "-",
                 _count(e.cost("params")),
                 _fmt(e.cost("flops_per_token"), 3),
+                _fmt(e.cost("flops_per_example"), 3),
                 _count(e.cost("state_size")),
                 _count(e.cost("state_size_eval")),
                 _fmt(e.cost("tokens_per_s"), 3),
+                _fmt(e.cost("examples_per_s"), 3),
                 _fmt(e.cost("peak_memory_mb"), 3),
                 _fmt(e.cost("train_cpu_seconds"), 3),
                 ",".join(statuses),
@@ -414,7 +295,12 @@ def write_report(
     group_by: list[str] | None = None,
     log: Log = print,
 ) -> dict[str, Any]:
-    """Write ``report.html`` and the PNGs for the results in ``store``; returns the paths."""
+    """Write ``report.html`` and the PNGs for the results in ``store``; returns the paths.
+
+    A sweep over several tasks (``grid: {task.name: [...]}``) gets one section per task, each
+    with its own leaderboard and plots (metrics of different tasks are never ranked together);
+    its PNGs are named ``<task>-<plot>.png``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -422,48 +308,30 @@ def write_report(
     check_group_by(rows, group_by)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tasks = sorted({r["task"] for r in rows})
-    if len(tasks) > 1:
-        task = rows[-1]["task"]
-        log(f"the store holds several tasks {tasks}; reporting on the latest, {task!r} (choose with --task)")
-        rows = [r for r in rows if r["task"] == task]
-    task = rows[0]["task"]
-    entries = leaderboard(rows, group_by)
-    colors = _colors(sorted({e.mixer for e in entries}))
-    figures = {
-        "metric_vs_state_size": ("Metric vs state size", plot_state_size(entries, colors)),
-        "metric_vs_width": ("Metric vs width", plot_width(entries, colors)),
-    }
-    # A slice with a single value (e.g. one test length) says nothing the overall metric does not.
-    slice_keys = sorted(
-        k
-        for k in {k for r in rows for k in (r.get("slices") or {})}
-        if len({v for r in rows for v in ((r.get("slices") or {}).get(k) or {})}) > 1
-    )
-    for key in slice_keys:
-        figures[f"metric_per_{key}"] = (
-            f"Metric per {key.replace('_', ' ')}",
-            plot_slices(entries, colors, key),
-        )
-    figures["seed_spread"] = ("Spread across seeds", plot_seeds(entries, colors))
-    images: dict[str, str] = {}
-    pngs = {}
-    for name, (_, fig) in figures.items():
-        data = _png(fig)
-        path = out / f"{name}.png"
-        path.write_bytes(data)
-        pngs[name] = str(path)
-        images[name] = base64.b64encode(data).decode()
-    page = _html(task, rows, entries, figures, images)
+    tasks = list(dict.fromkeys(r["task"] for r in rows))  # in the order the sweep ran them
+    sections, pngs, total = [], {}, 0
+    for name in tasks:
+        mine = [r for r in rows if r["task"] == name]
+        entries = leaderboard(mine, group_by)
+        total += len(entries)
+        figures = figures_for(mine, entries)
+        images: dict[str, str] = {}
+        for plot, (_, fig) in figures.items():
+            data = _png(fig)
+            key = plot if len(tasks) == 1 else f"{name}-{plot}"
+            path = out / f"{key}.png"
+            path.write_bytes(data)
+            pngs[key] = str(path)
+            images[plot] = base64.b64encode(data).decode()
+        sections.append(_section(name, mine, entries, figures, images, heading=len(tasks) > 1))
     html_path = out / "report.html"
-    html_path.write_text(page, encoding="utf-8")
-    log(f"report: {html_path} ({len(pngs)} plots, {len(entries)} entries)")
-    return {"html": str(html_path), "pngs": pngs, "entries": len(entries), "task": task}
+    html_path.write_text(_page(tasks, rows, sections), encoding="utf-8")
+    log(f"report: {html_path} ({len(pngs)} plots, {total} entries, {len(tasks)} task(s))")
+    return {"html": str(html_path), "pngs": pngs, "entries": total, "task": tasks[0], "tasks": tasks}
 
 
-def _html(task: str, rows, entries: list[Entry], figures, images: dict[str, str]) -> str:
+def _section(task: str, rows, entries: list[Entry], figures, images: dict[str, str], *, heading: bool) -> str:
     esc = html.escape
-    versions = rows[-1].get("versions") or {}
     options = (rows[-1].get("config") or {}).get("task_options", {})
     head = "".join(f"<th>{esc(c)}</th>" for c in TABLE_COLUMNS)
     body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in table_rows(entries))
@@ -472,9 +340,30 @@ def _html(task: str, rows, entries: list[Entry], figures, images: dict[str, str]
         f"<figcaption>{esc(title)}</figcaption></figure>"
         for name, (title, _) in figures.items()
     )
+    title = f'<h2 id="{esc(task)}">Task <code>{esc(task)}</code></h2>' if heading else ""
+    level = "h3" if heading else "h2"
+    return f"""{title}
+<p>{len(rows)} runs. Task options: <code>{esc(str(options))}</code>.
+Metric: {esc(entries[0].metric_name)} ({"higher" if entries[0].higher_is_better else "lower"} is better).</p>
+<{level}>Leaderboard</{level}>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<{level}>Plots</{level}>
+{imgs}
+"""
+
+
+def _page(tasks: list[str], rows, sections: list[str]) -> str:
+    esc = html.escape
+    versions = rows[-1].get("versions") or {}
     sweeps = ", ".join(sorted({str(r["sweep"]) for r in rows}))
+    name = tasks[0] if len(tasks) == 1 else f"{len(tasks)} tasks"
+    links = (
+        "<p>Tasks: " + ", ".join(f'<a href="#{esc(t)}">{esc(t)}</a>' for t in tasks) + "</p>"
+        if len(tasks) > 1
+        else ""
+    )
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>mixerlab report: {esc(task)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>mixerlab report: {esc(name)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; font-size: 0.9em; }}
@@ -483,17 +372,16 @@ th {{ background: #f0f0f0; }} td:nth-child(2) {{ text-align: left; font-weight: 
 figure {{ display: inline-block; margin: 1em; }} img {{ max-width: 100%; }}
 code {{ background: #f6f6f6; padding: 1px 4px; }}
 </style></head><body>
-<h1>mixerlab report: <code>{esc(task)}</code></h1>
-<p>Sweep(s): {esc(sweeps)}. {len(rows)} runs. Task options: <code>{esc(str(options))}</code>.</p>
-<p>Per mixer and width, the learning rate with the best mean {esc(entries[0].metric_name)} over seeds;
-± is the standard deviation over seeds. FLOPs/token: forward pass, counted by
-<code>torch.utils.flop_counter</code>. Peak MB: one training step (on CPU an estimate: weights,
-grads, AdamW moments and saved activations). tokens/s: training throughput of one worker
-(wall clock); train CPU s: CPU time of the run, the better guide on a shared machine.</p>
-<h2>Leaderboard</h2>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
-<h2>Plots</h2>
-{imgs}
+<h1>mixerlab report: <code>{esc(name)}</code></h1>
+<p>Sweep(s): {esc(sweeps)}. {len(rows)} runs.</p>
+{links}
+<p>Per model and width, the learning rate with the best mean metric over seeds; ± is the standard
+deviation over seeds. FLOPs: forward pass, counted by <code>torch.utils.flop_counter</code> (per
+token, and per example: one image, table row or series window). Peak MB: one training step (on CPU
+an estimate: weights, grads, AdamW moments and saved activations). tokens/s and examples/s:
+training throughput of one worker (wall clock); train CPU s: CPU time of the run, the better guide
+on a shared machine. Bytes: the file written by the run's transforms (when it has any).</p>
+{"".join(sections)}
 <p>Versions: <code>{esc(", ".join(f"{k}={v}" for k, v in versions.items()))}</code></p>
 </body></html>
 """

@@ -30,12 +30,17 @@ def print_leaderboard(title: str, rows: list[dict[str, Any]], group_by: list[str
     """The best-of-lr leaderboard of store rows (see :func:`mixerlab.bench.report.leaderboard`)."""
     from mixerlab.bench.report import leaderboard, terminal_table
 
-    entries = leaderboard(rows, group_by)
-    if not entries:
-        return
-    metric = f"{entries[0].metric_name} ({'higher' if entries[0].higher_is_better else 'lower'} is better)"
-    columns, cells = terminal_table(entries)
-    print_table(f"{title}: {metric}", columns, cells, "best lr per model and width; ± is the std over seeds")
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    for task in tasks:  # metrics of different tasks are never ranked together
+        entries = leaderboard([r for r in rows if r["task"] == task], group_by)
+        if not entries:
+            continue
+        higher = "higher" if entries[0].higher_is_better else "lower"
+        metric = f"{entries[0].metric_name} ({higher} is better)"
+        where = f" on {task}" if len(tasks) > 1 else ""
+        columns, cells = terminal_table(entries)
+        caption = "best lr per model and width; ± is the std over seeds"
+        print_table(f"{title}{where}: {metric}", columns, cells, caption)
 
 
 def print_report_location(html: str | Path) -> None:
