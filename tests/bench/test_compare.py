@@ -209,3 +209,33 @@ def test_a_grid_over_tasks_keeps_labels_per_model_and_builds_each_model_for_each
     kept, notes = preflight(runs, log=lambda _: None)
     assert len(kept) == 4 and not notes
     assert sorted(built) == [2, 3]  # breast_cancer's two classes and wine's three: each task's own model
+
+
+def test_axis_labels_are_names_with_only_the_options_that_tell_two_values_apart():
+    from mixerlab.bench.compare import axis_labels
+
+    methods = [
+        {"name": "dfa"},
+        {"name": "loop_depth"},
+        {"name": "loop_depth", "options": {"p_loop": 0.5, "p_skip": 0.25}},
+        {"name": "distill", "options": {"teacher": {"model": {"dim": 96}}, "alpha": 0.5}},
+    ]
+    assert axis_labels(methods) == {
+        0: "dfa",
+        1: "loop_depth",
+        2: "loop_depth(p_loop=0.5,p_skip=0.25)",
+        3: "distill",  # its long teacher spec is not needed to tell it apart
+    }
+    chains = [
+        [{"name": "quantize", "options": {"bits": 4}}],
+        [{"name": "quantize", "options": {"bits": 8}}],
+        [{"name": "quantize", "options": {"bits": 4}, "when": "before"}, {"name": "cast"}],
+        [{"name": "cast"}],
+    ]
+    assert axis_labels(chains) == {
+        0: "quantize(bits=4)",
+        1: "quantize(bits=8)",
+        2: "quantize+cast",
+        3: "cast",
+    }
+    assert axis_labels([16, 32]) == {0: "16", 1: "32"}

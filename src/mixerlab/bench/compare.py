@@ -203,14 +203,16 @@ def plan(sweep: SweepConfig, log: Log = print) -> tuple[list[PlannedRun], list[s
     varying = [
         path
         for path, values in grid
-        if len([v for v in values if not _is_baseline(v)]) > 1 and not path.startswith("task.")
+        if len([v for v in values if not _is_baseline(v)]) > 1 and path.split(".")[0] != "task"
     ]
+    names = {path: axis_labels(values) for path, values in grid}
     runs, seen = [], set()
     for seed in sweep.seeds:
         for lr in sweep.lrs:
             for dim in sorted(sweep.widths, reverse=True):
                 for spec, label in zip(models, mixer_labels(models)):
-                    for point in itertools.product(*(values for _, values in grid)):
+                    for index in itertools.product(*(range(len(values)) for _, values in grid)):
+                        point = [values[i] for (_, values), i in zip(grid, index)]
                         axes = {
                             "model.mixer": spec,
                             "model.dim": dim,
@@ -226,7 +228,11 @@ def plan(sweep: SweepConfig, log: Log = print) -> tuple[list[PlannedRun], list[s
                         if config.model.name in BASELINES:
                             full = config.model.name
                         else:
-                            extra = [f"{path.split('.')[-1]}={_short(axes[path])}" for path in varying]
+                            extra = [
+                                f"{path.split('.')[-1]}={names[path][i]}"
+                                for (path, _), i in zip(grid, index)
+                                if path in varying
+                            ]
                             full = label + (f" [{', '.join(extra)}]" if extra else "")
                         axes["model.mixer"] = label
                         if config.model.name in BASELINES:
@@ -268,13 +274,64 @@ def _is_baseline(value: Any) -> bool:
     return isinstance(value, dict) and value.get("name") in BASELINES
 
 
-def _short(value: Any) -> str:
-    if isinstance(value, list) and all(isinstance(v, dict) and "name" in v for v in value):
-        return "+".join(_short(v) for v in value)  # a transforms list: quantize{"bits": 8}+cast
+def axis_labels(values: list[Any]) -> dict[Any, str]:
+    """A short label per value of one grid axis, keyed by the value's position in ``values``.
+
+    A registered thing (``{"name": ..., "options": ...}``, or a list of them such as a transforms
+    chain ``quantize+cast``) is labelled by its name; options (and ``when``) are added only where
+    two values would otherwise share a label, and then only those that differ between them.
+    """
+    plain = [_name_of(v) for v in values]
+    labels = {}
+    for i, value in enumerate(values):
+        same = [values[j] for j in range(len(values)) if plain[j] == plain[i]]
+        labels[i] = plain[i] if len(same) == 1 else _with_differences(value, same)
+    return labels
+
+
+def _name_of(value: Any) -> str:
+    if isinstance(value, list) and value and all(isinstance(v, dict) and "name" in v for v in value):
+        return "+".join(v["name"] for v in value)
     if isinstance(value, dict) and "name" in value:
-        rest = {k: v for k, v in value.items() if k != "name"}
-        return value["name"] + (json.dumps(rest, sort_keys=True) if rest else "")
+        return str(value["name"])
     return str(value)
+
+
+def _settings(value: Any) -> list[dict[str, Any]]:
+    """Each element's flat settings: ``when`` and every option (nested dicts as dotted keys)."""
+    items = value if isinstance(value, list) else [value]
+    flat = []
+    for item in items:
+        settings = {k: v for k, v in item.items() if k not in ("name", "options")}
+        settings.update(_flatten(item.get("options") or {}))
+        flat.append(settings)
+    return flat
+
+
+def _flatten(options: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in options.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _with_differences(value: Any, same: list[Any]) -> str:
+    if not isinstance(value, (dict, list)):
+        return str(value)
+    mine, others = _settings(value), [_settings(v) for v in same]
+    parts = []
+    for i, (item, settings) in enumerate(zip(value if isinstance(value, list) else [value], mine)):
+        keys = sorted(
+            k
+            for k in {k for o in others if i < len(o) for k in o[i]} | set(settings)
+            if any(i >= len(o) or o[i].get(k) != settings.get(k) for o in others)
+        )
+        shown = ",".join(f"{k.split('.')[-1]}={settings[k]}" for k in keys if k in settings)
+        parts.append(item["name"] + (f"({shown})" if shown else ""))
+    return "+".join(parts)
 
 
 def preflight(runs: list[PlannedRun], log: Log) -> tuple[list[PlannedRun], list[str]]:
