@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated
@@ -68,6 +69,13 @@ def train(
             help="Checkpoint file; resumes if it exists (default: <store folder>/checkpoints/<run key>.pt)."
         ),
     ] = None,
+    trust_checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--trust-checkpoint",
+            help="Load a pickle checkpoint of an earlier mixerlab (it can run code: only a file you trust).",
+        ),
+    ] = False,
     output: Annotated[Path | None, typer.Option(help="Write the final result as JSON here.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     threads: Annotated[
@@ -79,6 +87,7 @@ def train(
     Ctrl-C once stops at the next step (the last checkpoint stays); twice stops at once.
     """
     from mixerlab.cli._table import print_leaderboard
+    from mixerlab.train.checkpoint import trusting_pickle_checkpoints
     from mixerlab.train.interrupts import Interrupted, stop_on_interrupt
     from mixerlab.train.run import result_summary, train_command
 
@@ -93,7 +102,8 @@ def train(
         "train.seed": seed,
     }
     try:
-        with stop_on_interrupt() as request:
+        trust = trusting_pickle_checkpoints() if trust_checkpoint else contextlib.nullcontext()
+        with stop_on_interrupt() as request, trust:
             row, stored_before = train_command(
                 str(config) if config else None,
                 {k: v for k, v in overrides.items() if v is not None},
