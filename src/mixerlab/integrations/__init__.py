@@ -1,0 +1,1 @@
+"""Adapters to other ecosystems, each behind an extra (``mixerlab[hf]``: :mod:`.hf`)."""
