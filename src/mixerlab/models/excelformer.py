@@ -217,6 +217,10 @@ class ExcelFormer(TableModel):
         self.set_importance(scores)
         return scores
 
+    def fit_to_data(self, data: TaskData) -> None:
+        """The hook a trainer calls with the training split before training: fit the importance."""
+        self.fit_importance(data)
+
     def fields(self, inputs: dict[str, Tensor]) -> Tensor:
         """Field representations ``[B, M, D]`` after every layer."""
         x = self.embedding(inputs)
