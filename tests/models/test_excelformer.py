@@ -89,7 +89,7 @@ def test_mutual_information_ranks_the_field_that_sets_the_label_first_and_is_kep
     torch.testing.assert_close(scores, mutual_information(data))  # a function of the data
     model = build(importance=None)
     assert torch.all(model.importance == 1)  # unfitted: every field ranks equal
-    model.fit_to_data(data)  # the trainer's hook (see the report): the training split's scores
+    model.fit_to_data(data)  # the hook a trainer calls with its training split
     torch.testing.assert_close(model.importance, scores)
     assert "importance" in model.state_dict()  # saved with the weights
     values = TaskData({"numerical": numerical, "categorical": categorical}, numerical[:, 0].double() * 2)
