@@ -63,11 +63,10 @@ def trusting_pickle_checkpoints() -> Iterator[None]:
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     """Write ``payload`` as a safetensors file to a temporary name, then rename it over ``path``."""
-    from safetensors.torch import save
-
     tensors: dict[str, torch.Tensor] = {}
     tree = _encode(payload, (), tensors)
-    data = save(tensors, metadata={"format": FORMAT, "version": VERSION, "payload": json.dumps(tree)})
+    metadata = {"format": FORMAT, "version": VERSION, "payload": json.dumps(tree)}
+    data = _safetensors().save(tensors, metadata=metadata)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
@@ -104,10 +103,8 @@ def load_checkpoint(path: str | os.PathLike, *, trust_pickle: bool | None = None
                 metadata.get("version"),
                 f"{path} was written by another mixerlab; this one reads version {VERSION}",
             )
-        from safetensors.torch import load
-
         # Tensors made from the bytes share their (read-only) buffer: copy them.
-        tensors = {name: t.clone() for name, t in load(data).items()}
+        tensors = {name: t.clone() for name, t in _safetensors().load(data).items()}
         return _decode(json.loads(metadata["payload"]), tensors)
     if _is_pickle(data):
         if not trust_pickle:
@@ -220,6 +217,16 @@ def _unstorable(where: tuple[str, ...], value: Any) -> None:
         f"a {type(value).__name__}",
         "a checkpoint holds tensors, None, bools, numbers, strings, and lists, tuples and dicts of them",
     )
+
+
+def _safetensors():
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise ImportError(
+            "mixerlab checkpoints are safetensors files: pip install 'safetensors>=0.4'"
+        ) from None
+    return safetensors.torch
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str] | None:
