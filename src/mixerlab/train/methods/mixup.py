@@ -14,7 +14,8 @@ Both pair each row of a batch with a row of a random permutation of it and train
 the soft label ``Lam onehot(y_1) + (1 - Lam) onehot(y_2)``, equal to ``Lam CE_1 + (1 - Lam) CE_2``);
 a regression target is mixed itself and scored with the task's objective. The embeddings are
 what the model's ``embedding`` module returns (ExcelFormer's gated embedding), else its stem's
-tokens. Draws come from the method's own generator, kept in the checkpoint.
+tokens (a method named ``embedding`` is not a module and does not count). Draws come from the
+method's own generators, kept in the checkpoint.
 
 Shapes: table inputs ``{"numerical": [B, F], "categorical": [B, K]}``, tokens ``[B, M, D]``,
 ``lam: [B]``.
@@ -141,7 +142,7 @@ class ExcelFormerMixup(TrainingMethod):
     def _hid_mix(self, model: nn.Module, inputs: dict[str, Tensor]) -> tuple[Tensor, Mix]:
         bare = unwrap(model)
         module = getattr(bare, "embedding", None)
-        module = bare.stem if module is None else module
+        module = module if isinstance(module, nn.Module) else bare.stem
         batch = len(next(iter(inputs.values())))
         holder: dict[str, Mix] = {}
 
