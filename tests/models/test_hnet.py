@@ -61,14 +61,21 @@ def test_chunks_follow_the_boundaries_and_upsampling_restores_the_length():
 
 
 def test_smoothing_is_the_ema_by_boundary_probability_and_confidence_is_straight_through():
-    z = torch.randn(2, 5, 3, dtype=torch.float64)
-    probs = torch.rand(2, 5, dtype=torch.float64)
+    z = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    probs = torch.rand(2, 5, dtype=torch.float64, requires_grad=True)
     out = DynamicChunkingLM.smooth(z, probs)
-    expected = probs[:, 0, None] * z[:, 0]
-    torch.testing.assert_close(out[:, 0], expected)
-    for c in range(1, 5):
+    # The per-step recurrence of the paper, written out: outputs and gradients must agree.
+    expected, steps = torch.zeros_like(z[:, 0]), []
+    for c in range(5):
         expected = probs[:, c, None] * z[:, c] + (1 - probs[:, c, None]) * expected
-        torch.testing.assert_close(out[:, c], expected)
+        steps.append(expected)
+    loop = torch.stack(steps, dim=1)
+    torch.testing.assert_close(out, loop)
+    weights = torch.randn_like(out)
+    got = torch.autograd.grad((out * weights).sum(), (z, probs))
+    want = torch.autograd.grad((loop * weights).sum(), (z, probs))
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
     p = torch.tensor([[1.0, 0.2, 0.7]], dtype=torch.float64, requires_grad=True)
     b = p.detach() >= 0.5
     up = DynamicChunkingLM.upsample(torch.ones(1, 2, 1, dtype=torch.float64), torch.tensor([[0, 0, 1]]), p, b)
