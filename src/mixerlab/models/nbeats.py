@@ -184,7 +184,6 @@ class NBeats(nn.Module):
         num_harmonics = max(1, horizon // 2 - 1) if num_harmonics is None else num_harmonics
         check_positive_int(owner, "num_harmonics", num_harmonics)
         self.context, self.horizon, self.num_channels = context, horizon, num_channels
-        self.stacks_kinds = list(stacks)
         # RevIN and the first block's input layer: one patch spanning the whole context.
         self.stem = SeriesEmbedding(context, 1, hidden_dim, patch_len=context, revin=revin)
         kinds = [kind for kind in stacks for _ in range(blocks_per_stack)]
