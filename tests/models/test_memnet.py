@@ -91,7 +91,7 @@ def test_a_tiny_memnet_learns_single_supporting_facts():
                 },
             },
             "model": {"name": "memnet", "dim": 24, "depth": 2},
-            "train": {"epochs": 6, "batch_size": 32, "lr": 2e-2, "seed": 0},
+            "train": {"epochs": 4, "batch_size": 32, "lr": 2e-2, "seed": 0},
         },
     )
     _, result = train(config, progress=False)
