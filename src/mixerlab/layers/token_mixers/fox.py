@@ -33,7 +33,7 @@ class ForgettingAttention(TokenMixer):
     """Forgetting attention, "Forgetting Transformer: Softmax Attention ..." (arXiv:2503.02130).
 
     Causal softmax attention whose scores are down-weighted by a data-dependent forget gate per
-    head (eq. 3-5)::
+    head::
 
         f_t  = sigmoid(x_t w_f + b_f)                       ([H], one scalar per head)
         D_ij = sum_{l=j+1..i} log f_l

@@ -35,7 +35,7 @@ class GatedSlotAttention(TokenMixer):
     """Gated Slot Attention, "Gated Slot Attention for Efficient Linear-Time ..." (arXiv:2409.07146).
 
     ABC's bounded memory of ``M`` slots (write with ``1 - alpha``, read with a softmax over slots)
-    with GLA's data-dependent forget gate shared by the key and value slots (eq. 8-10)::
+    with GLA's data-dependent forget gate shared by the key and value slots::
 
         alpha_t = sigmoid(x_t W_a)^(1 / tau)                     ([H, M], tau = 8)
         K_t = diag(alpha_t) K_{t-1} + (1 - alpha_t)^T k_t,  V_t = diag(alpha_t) V_{t-1} + (1 - alpha_t)^T v_t

@@ -33,7 +33,7 @@ class HGRN2(TokenMixer):
     """HGRN2: Gated Linear RNNs with State Expansion (arXiv:2404.07904).
 
     HGRN's element-wise recurrence with its forget gate widened into ``K = state_dim`` channels
-    per head and the tied input gate ``1 - f_t`` used as the key of an outer product (section 3)::
+    per head and the tied input gate ``1 - f_t`` used as the key of an outer product::
 
         f_t = gamma + (1 - gamma) * sigmoid(x_t W_f)          ([H, K], lower-bounded by gamma)
         S_t = diag(f_t) S_{t-1} + (1 - f_t)^T (x_t W_i)        ([H, K, V])

@@ -39,7 +39,7 @@ class LogLinearMamba2(TokenMixer):
 
     Mamba-2 (``mamba2``: input projection, short SiLU convolution, per-head scalar decay
     ``exp(dt_t A)``, ``D`` skip, gated RMSNorm) with its single state replaced by a Fenwick-tree
-    partition of the prefix (section 3): token ``t`` sees ``O(log t)`` buckets, level 0 itself
+    partition of the prefix: token ``t`` sees ``O(log t)`` buckets, level 0 itself
     and level ``l`` the ``2^(l-1)`` tokens whose positions first differ from ``t`` at bit ``l - 1``;
     each bucket keeps its own Mamba-2 state and the read-out weights them per head::
 

@@ -20,7 +20,7 @@ from mixerlab.layers.token_mixers.linear_attention import head_norm
 from mixerlab.ops.rwkv6 import rwkv6_chunk, rwkv6_reference
 from mixerlab.registry import TOKEN_MIXERS
 
-# The five data-dependent interpolations of Finch's token shift, in this order (section 4.2).
+# The five data-dependent interpolations of Finch's token shift, in this order (the paper's ddlerp).
 _SHIFTED = ("w", "k", "v", "r", "g")
 
 
@@ -49,9 +49,10 @@ class RWKV6(TokenMixer):
         out = (SiLU(g_t) * GroupNorm_heads(o_t)) W_o
 
     The five token-shift LoRAs share one down projection (``shift_rank``, 32 in the paper) and
-    the decay has its own (``decay_rank``, 64). Initialisation follows the paper's code for a
-    layer at the middle of a stack: interpolation weights on a ramp over channels, decay bases
-    ``-6 + 5 (c / (D-1))^(0.7 + 1.3 * 0.5)``, zero LoRA up-projections for the decay.
+    the decay has its own (``decay_rank``, 64). Initialisation is modelled on the paper's code for
+    a layer half-way up a stack (a single mixer does not know its depth): interpolation weights
+    ``1 - ramp^p`` over channels, decay bases ``-6 + 5 ramp^(0.7 + 1.3 * 0.5)``, a zero decay
+    LoRA up-projection, a bonus decreasing over channels with a small zigzag.
 
     Modes: ``"chunk"`` (:func:`~mixerlab.ops.rwkv6.rwkv6_chunk`: GLA's chunked op with the
     queries shifted by one step, plus the bonus) and ``"reference"`` (per-step loop).
@@ -92,7 +93,7 @@ class RWKV6(TokenMixer):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """The paper code's initialisation for a layer half-way up the stack (class docstring)."""
+        """Initialisation modelled on the paper's code for a middle layer (class docstring)."""
         dim = self.dim
         ramp = torch.arange(dim, dtype=torch.float32, device=self.mu_x.device) / max(dim - 1, 1)
         # 1 - ramp^(layer-dependent power): channels lean from the current token to the previous

@@ -30,7 +30,7 @@ from mixerlab.registry import TOKEN_MIXERS
 class StickBreakingAttention(TokenMixer):
     """Stick-breaking attention, "Scaling Stick-Breaking Attention ..." (arXiv:2410.17980).
 
-    Softmax replaced by a stick-breaking process over the keys, nearest first (eq. 1-2)::
+    Softmax replaced by a stick-breaking process over the keys, nearest first::
 
         beta_ij = sigmoid(q_i . k_j / sqrt(K))
         A_ij    = beta_ij prod_{j<k<=i} (1 - beta_ik),      o_i = sum_{j<=i} A_ij v_j,   out = o W_o

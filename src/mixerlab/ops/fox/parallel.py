@@ -2,7 +2,7 @@
 
 Shapes as in :mod:`mixerlab.ops.fox.reference`. With ``c = cumsum(log f)`` over the key positions,
 ``D_ij = c_i - c_j``, so the bias is one outer difference added to the scores before a causal
-softmax (the paper's matrix view, eq. 6). ``D_ij <= 0`` for ``j <= i``.
+softmax (the paper's matrix view). ``D_ij <= 0`` for ``j <= i``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Forgetting attention as a plain loop over queries (the specification).
 
-Forgetting Transformer (arXiv:2503.02130), eq. 3-5: for query ``i`` and key ``j <= i``::
+Forgetting Transformer (arXiv:2503.02130): for query ``i`` and key ``j <= i``::
 
     D_ij = sum_{l=j+1..i} log f_l
     o_i  = sum_{j<=i} softmax_j(q_i . k_j * scale + D_ij) v_j

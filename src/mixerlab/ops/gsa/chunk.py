@@ -2,7 +2,7 @@
 
 Shapes as in :mod:`mixerlab.ops.gsa.reference`; inside, ``N`` chunks of ``C`` steps.
 
-GSA is two gated-linear-attention passes sharing the forget gate (the paper's section 3.2):
+GSA is two gated-linear-attention passes sharing the forget gate:
 
 1. the key slots, read by the query: with ``S = K_t^T: [K, M]``, ``S_t = S_{t-1} diag(alpha_t) +
    k_t^T (1 - alpha_t)`` and ``K_t q_t = q_t S_t``; the decay sits on the *value* side of this

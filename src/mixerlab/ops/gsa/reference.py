@@ -1,6 +1,6 @@
 """Gated slot attention as a plain loop over time steps (the specification).
 
-Gated Slot Attention (arXiv:2409.07146), eq. 8-10, per head with ``m`` slots::
+Gated Slot Attention (arXiv:2409.07146), per head with ``m`` slots::
 
     K_t = diag(alpha_t) K_{t-1} + (1 - alpha_t)^T k_t           ([m, K], key slots)
     V_t = diag(alpha_t) V_{t-1} + (1 - alpha_t)^T v_t           ([m, V], value slots)

@@ -3,7 +3,7 @@
 Shapes as in :mod:`mixerlab.ops.log_linear.reference`; a chunk of ``C`` tokens starts at absolute
 position ``p``.
 
-Within a chunk the output is the paper's masked matrix form (section 3.1),
+Within a chunk the output is the paper's masked matrix form,
 ``Y = (C B^T * M^S * M^H) (dt x)`` with the SSM mask ``M^S_ts = exp(sum_{r=s+1..t} dt_r A)`` and the
 level mask ``M^H_ts = lambda_t^(l(t, s))``. The tokens before the chunk enter through the bucket
 states carried in: every bucket of query ``p - 1`` is a dyadic block that lies inside a single

@@ -1,6 +1,6 @@
 """Log-linear Mamba-2 as a plain loop over time steps (the specification).
 
-Log-Linear Attention (arXiv:2506.04761), section 3, over Mamba-2's scalar-decay SSM. Token ``t``
+Log-Linear Attention (arXiv:2506.04761) over Mamba-2's scalar-decay SSM. Token ``t``
 (0-based absolute position) splits its prefix into Fenwick-tree buckets: ``s`` is in level
 ``l(t, s) = 0`` if ``s = t`` and ``bit_length(t xor s)`` otherwise, so level ``l >= 1`` is the block
 of ``2^(l-1)`` tokens below the higher bits of ``t`` (non-empty when bit ``l-1`` of ``t`` is set)::

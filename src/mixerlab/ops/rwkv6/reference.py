@@ -1,6 +1,6 @@
 """RWKV-6 time mixing as a plain loop over time steps (the specification).
 
-Eagle and Finch (arXiv:2404.05892), section 4 (Finch's ``wkv``), per head::
+Eagle and Finch (arXiv:2404.05892), Finch's ``wkv``, per head::
 
     o_t = r_t (S_{t-1} + diag(u) k_t^T v_t)
     S_t = diag(w_t) S_{t-1} + k_t^T v_t

@@ -1,6 +1,6 @@
 """Stick-breaking attention as a plain loop over queries (the specification).
 
-Stick-breaking attention (arXiv:2410.17980), eq. 1-2, for query ``i`` and key ``j <= i``::
+Stick-breaking attention (arXiv:2410.17980), for query ``i`` and key ``j <= i``::
 
     beta_ij = sigmoid(q_i . k_j * scale)
     A_ij    = beta_ij prod_{j<k<=i} (1 - beta_ik)
