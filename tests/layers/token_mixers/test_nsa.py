@@ -1,0 +1,55 @@
+"""nsa: each gated branch alone is the attention it is built from."""
+
+from __future__ import annotations
+
+import torch
+
+import mixerlab
+
+
+def _only(branch: int, **kwargs):
+    """An nsa layer whose gates open ``branch`` (0 compressed, 1 selected, 2 window) only."""
+    torch.manual_seed(0)
+    nsa = mixerlab.create_token_mixer("nsa", dim=16, num_heads=4, **kwargs).double()
+    with torch.no_grad():
+        nsa.gate_proj.weight.zero_()
+        bias = torch.full((4, 3), -80.0, dtype=torch.float64)
+        bias[:, branch] = 80.0
+        nsa.gate_proj.bias.copy_(bias.flatten())  # sigmoid(+-80) is 1 or 0 in float64
+    return nsa
+
+
+def test_selection_covering_every_block_is_attention():
+    nsa = _only(1, block_size=3, num_selected=20, window=4)
+    attention = mixerlab.create_token_mixer("attention", dim=16, num_heads=4).double()
+    attention.load_state_dict(nsa.state_dict(), strict=False)
+    x = torch.randn(2, 23, 16, dtype=torch.float64)
+    for mode in nsa.modes:
+        nsa.mode = mode
+        torch.testing.assert_close(nsa(x)[0], attention(x)[0])
+
+
+def test_window_branch_is_sliding_window_attention():
+    nsa = _only(2, block_size=4, num_selected=1, window=5)
+    local = mixerlab.create_token_mixer("sliding_window", dim=16, num_heads=4, window=5).double()
+    local.load_state_dict(nsa.state_dict(), strict=False)
+    x = torch.randn(2, 23, 16, dtype=torch.float64)
+    for mode in nsa.modes:
+        nsa.mode = mode
+        torch.testing.assert_close(nsa(x)[0], local(x)[0])
+
+
+def test_compressed_branch_reads_only_complete_blocks():
+    nsa = _only(0, block_size=4, num_selected=1, window=5)
+    x = torch.randn(1, 12, 16, dtype=torch.float64)
+    for mode in nsa.modes:
+        nsa.mode = mode
+        y, _ = nsa(x)
+        # before the first block is complete there is nothing to read: the output is o_proj(0)
+        torch.testing.assert_close(y[:, :3], torch.zeros_like(y[:, :3]))
+        assert y[:, 3:].abs().amax() > 0
+        x2 = x.clone()
+        x2[:, 5] += 1.0  # position 5 joins a compressed key at the block ending at position 7
+        y2, _ = nsa(x2)
+        torch.testing.assert_close(y2[:, :7], y[:, :7])
+        assert not torch.allclose(y2[:, 7:], y[:, 7:])
