@@ -69,3 +69,19 @@ def test_without_the_rank_one_term_the_state_is_a_decayed_sum():
     later = log_w.flip(1).cumsum(1).flip(1) - log_w  # sum of log-decays after step t
     expected = torch.einsum("bthk,bthv->bhkv", k * torch.exp(later), v)
     torch.testing.assert_close(s, expected)
+
+
+@pytest.mark.parametrize("chunk_size", [5, 16])
+def test_bounded_decay_factored_form_matches_reference(chunk_size):
+    r, log_w, k, v, kappa, a, state = (t.requires_grad_() for t in inputs(decay_scale=0.6))
+    leaves = (r, log_w, k, v, kappa, a, state)
+    y_ref, s_ref = rwkv7_reference(r, log_w, k, v, kappa, a, state=state)
+    y, s = rwkv7_chunk(
+        r, log_w, k, v, -kappa, kappa * a, state=state, chunk_size=chunk_size, min_log_decay=-0.6
+    )
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(s, s_ref)
+    grads_ref = torch.autograd.grad(y_ref.sum() + s_ref.sum(), leaves)
+    grads = torch.autograd.grad(y.sum() + s.sum(), leaves)
+    for got, want in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(got, want)

@@ -145,7 +145,17 @@ class RWKV7(TokenMixer):
         elif self.mode == "reference":
             o, S = rwkv7_reference(r, log_w, k, v, kappa, a, state=S0)
         else:
-            o, S = rwkv7_chunk(r, log_w, k, v, -kappa, kappa * a, state=S0, chunk_size=self.chunk_size)
+            o, S = rwkv7_chunk(
+                r,
+                log_w,
+                k,
+                v,
+                -kappa,
+                kappa * a,
+                state=S0,
+                chunk_size=self.chunk_size,
+                min_log_decay=-_LOG_DECAY_FLOOR,
+            )
         # per-head GroupNorm (eps scaled by the head width, as the authors'), then the bonus term
         mean = o.mean(-1, keepdim=True)
         var = (o - mean).square().mean(-1, keepdim=True)

@@ -22,7 +22,8 @@ so ``u = U + W S`` with ``[U | W] = (I - A_ab)^{-1} [A_ak V | a exp(G_{t-1})]``,
 The decay is per channel, so the pairwise factors ``exp(G_t - G_i)`` are formed as ``[C, C, K]``
 tensors with the masked entries set to ``-inf`` *before* ``exp``: only non-positive numbers are
 exponentiated, however strong the decay (a factored ``exp(G_t) exp(-G_i)`` overflows). That costs
-``C`` times the memory of the inputs, so chunks are small (16 by default in the layers).
+``C`` times the memory of the inputs, so chunks are small (16 by default in the layers); a caller
+whose decay is bounded below (RWKV-7) passes the bound and gets plain matmuls instead.
 
 Shapes: ``q, log_w, k, a, b: [B, T, H, K]``, ``v: [B, T, H, V]``, state ``[B, H, K, V]``; inside,
 chunks are ``[B, H, N, C, *]``. ``T`` is zero-padded to a multiple of ``C``: a padded step has
@@ -38,6 +39,8 @@ from torch import Tensor
 
 from mixerlab.ops.delta_rule.chunk import _ContiguousGrad
 from mixerlab.ops.precision import widen
+
+_MAX_FACTORED_EXPONENT = 20.0
 
 
 def _pair_decay(G_row: Tensor, G_col: Tensor, keep: Tensor) -> Tensor:
@@ -57,8 +60,15 @@ def rwkv7_chunk(
     state: Tensor | None = None,
     scale: float = 1.0,
     chunk_size: int = 16,
+    min_log_decay: float | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Returns ``(o: [B, T, H, V], final state: [B, H, K, V])``; same maths as the references."""
+    """Returns ``(o: [B, T, H, V], final state: [B, H, K, V])``; same maths as the references.
+
+    ``min_log_decay``: a lower bound the caller guarantees on every ``log_w`` (RWKV-7's is
+    ``-e^{-0.5}``). When ``chunk_size * |bound|`` is at most 20 the pairwise decays are factored
+    into matmuls (``exp(-G)`` stays below ``e^20``); otherwise, or without a bound, they are
+    formed safely as ``[C, C, K]`` tensors.
+    """
     B, T, H, K = q.shape
     V = v.shape[-1]
     C = chunk_size
@@ -74,12 +84,21 @@ def rwkv7_chunk(
     idx = torch.arange(C, device=q.device)
     strict = idx[:, None] > idx[None, :]
     causal = idx[:, None] >= idx[None, :]
-    D = _pair_decay(G_prev, G, strict)  # exp(G_{t-1} - G_i), i < t
-    E = _pair_decay(G, G, causal)  # exp(G_t - G_i), i <= t
-    A_ab = torch.einsum("...tc,...tic,...ic->...ti", a, D, b)
-    A_ak = torch.einsum("...tc,...tic,...ic->...ti", a, D, k)
-    Q_b = torch.einsum("...tc,...tic,...ic->...ti", q, E, b)
-    Q_k = torch.einsum("...tc,...tic,...ic->...ti", q, E, k)
+    if min_log_decay is not None and -min_log_decay * C <= _MAX_FACTORED_EXPONENT:
+        # a bounded decay keeps exp(-G_i) small inside a chunk: the pairwise factors split into
+        # exp(G_t) exp(-G_i) and every product is a plain matmul (no [C, C, K] tensor)
+        inv = torch.exp(-G)
+        a_in, q_decayed = a * torch.exp(G_prev), q * torch.exp(G)
+        b_back, k_back = (b * inv).transpose(-1, -2), (k * inv).transpose(-1, -2)
+        A_ab, A_ak = (a_in @ b_back) * strict, (a_in @ k_back) * strict
+        Q_b, Q_k = (q_decayed @ b_back) * causal, (q_decayed @ k_back) * causal
+    else:
+        D = _pair_decay(G_prev, G, strict)  # exp(G_{t-1} - G_i), i < t
+        E = _pair_decay(G, G, causal)  # exp(G_t - G_i), i <= t
+        A_ab = torch.einsum("...tc,...tic,...ic->...ti", a, D, b)
+        A_ak = torch.einsum("...tc,...tic,...ic->...ti", a, D, k)
+        Q_b = torch.einsum("...tc,...tic,...ic->...ti", q, E, b)
+        Q_k = torch.einsum("...tc,...tic,...ic->...ti", q, E, k)
 
     eye = torch.eye(C, dtype=q.dtype, device=q.device)
     rhs = torch.cat([A_ak @ v, a * torch.exp(G_prev)], dim=-1)
