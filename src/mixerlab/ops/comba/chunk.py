@@ -1,7 +1,7 @@
 """Comba's chunked and one-step forms, through RWKV-7's diagonal-plus-rank-one op.
 
 ``alpha (I - beta k p^T) S = diag(alpha 1) S + (beta k) ((-alpha p)^T S)``, so Comba is
-``ops.rwkv7`` with the scalar log-decay broadcast over the key channels, ``a = -alpha p``,
+``ops.rwkv7`` with one log-decay per head (its ``[B, T, H, 1]`` form), ``a = -alpha p``,
 ``b = beta k`` and the written key ``beta k``. Shapes as in :mod:`mixerlab.ops.comba.reference`.
 """
 
@@ -28,7 +28,7 @@ def comba_chunk(
     """Returns ``(o: [B, T, H, V], final state: [B, H, K, V])``."""
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     bk = beta[..., None] * k
-    log_w = g[..., None].expand_as(k)
+    log_w = g[..., None]  # [B, T, H, 1]: one decay per head
     a = -torch.exp(g)[..., None] * p
     return rwkv7_chunk(q, log_w, bk, v, a, bk, state=state, scale=scale, chunk_size=chunk_size)
 

@@ -25,7 +25,8 @@ exponentiated, however strong the decay (a factored ``exp(G_t) exp(-G_i)`` overf
 ``C`` times the memory of the inputs, so chunks are small (16 by default in the layers); a caller
 whose decay is bounded below (RWKV-7) passes the bound and gets plain matmuls instead.
 
-Shapes: ``q, log_w, k, a, b: [B, T, H, K]``, ``v: [B, T, H, V]``, state ``[B, H, K, V]``; inside,
+Shapes: ``q, k, a, b: [B, T, H, K]``, ``log_w: [B, T, H, K]`` or ``[B, T, H, 1]`` (one decay per
+head, whose pairwise factors are then only ``[C, C]``), ``v: [B, T, H, V]``, state ``[B, H, K, V]``; inside,
 chunks are ``[B, H, N, C, *]``. ``T`` is zero-padded to a multiple of ``C``: a padded step has
 ``log_w = k = a = b = 0`` and leaves the state unchanged.
 """
@@ -84,7 +85,13 @@ def rwkv7_chunk(
     idx = torch.arange(C, device=q.device)
     strict = idx[:, None] > idx[None, :]
     causal = idx[:, None] >= idx[None, :]
-    if min_log_decay is not None and -min_log_decay * C <= _MAX_FACTORED_EXPONENT:
+    if log_w.shape[-1] == 1:
+        # one decay per head (Comba, the gated delta rule): the pairwise factors are [C, C]
+        D = _pair_decay(G_prev, G, strict)[..., 0]
+        E = _pair_decay(G, G, causal)[..., 0]
+        bt, kt = b.transpose(-1, -2), k.transpose(-1, -2)
+        A_ab, A_ak, Q_b, Q_k = (a @ bt) * D, (a @ kt) * D, (q @ bt) * E, (q @ kt) * E
+    elif min_log_decay is not None and -min_log_decay * C <= _MAX_FACTORED_EXPONENT:
         # a bounded decay keeps exp(-G_i) small inside a chunk: the pairwise factors split into
         # exp(G_t) exp(-G_i) and every product is a plain matmul (no [C, C, K] tensor)
         inv = torch.exp(-G)
