@@ -239,3 +239,18 @@ def test_axis_labels_are_names_with_only_the_options_that_tell_two_values_apart(
         3: "cast",
     }
     assert axis_labels([16, 32]) == {0: "16", 1: "32"}
+
+
+def test_model_auto_takes_each_tasks_own_model_so_one_sweep_spans_kinds():
+    sweep = {
+        "task": {"name": "digits"},
+        "models": ["gla"],
+        "widths": [8],
+        "grid": {"task": [{"name": "digits"}, {"name": "mqar"}]},
+        "model": {"name": "auto", "depth": 1},
+    }
+    runs, _ = plan(load_sweep(sweep), log=lambda _: None)
+    assert {(r.config.task.name, r.config.model.name) for r in runs} == {
+        ("digits", "image_classifier"),
+        ("mqar", "lm"),
+    }

@@ -21,4 +21,4 @@ def test_every_token_mixer_documents_its_costs():
         meta = TOKEN_MIXERS.entry(name).meta
         missing = [k for k in ("state", "time", "memory", "state_kind") if not meta.get(k)]
         assert not missing, f"{name}: register meta with {missing}"
-        assert meta["state_kind"] in {"fixed", "growing"}
+        assert meta["state_kind"] in {"fixed", "growing", "logarithmic"}  # log-linear: O(log T)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import copy
 import difflib
+import functools
 import itertools
 import json
 import multiprocessing
@@ -45,6 +46,7 @@ from typing import Any
 import torch
 
 from mixerlab.bench import baselines as _baselines  # noqa: F401  (registers the baselines)
+from mixerlab.bench import pfn_baseline as _pfn_baseline  # noqa: F401  (registers the pfn baseline)
 from mixerlab.errors import ConfigError, check, check_positive_int
 from mixerlab.layers.spec import split_spec
 from mixerlab.registry import BASELINES, TOKEN_MIXERS
@@ -228,12 +230,15 @@ def plan(sweep: SweepConfig, log: Log = print) -> tuple[list[PlannedRun], list[s
                         if config.model.name in BASELINES:
                             full = config.model.name
                         else:
+                            # A model that builds its own layers (mixer "none") is named by itself.
+                            own = config.model.mixer == "none"
                             extra = [
                                 f"{path.split('.')[-1]}={names[path][i]}"
                                 for (path, _), i in zip(grid, index)
-                                if path in varying
+                                if path in varying and not (own and path == "model")
                             ]
-                            full = label + (f" [{', '.join(extra)}]" if extra else "")
+                            head = config.model.name if own else label
+                            full = head + (f" [{', '.join(extra)}]" if extra else "")
                         axes["model.mixer"] = label
                         if config.model.name in BASELINES:
                             axes = {k: v for k, v in axes.items() if k not in _NOT_FOR_BASELINES}
@@ -262,12 +267,24 @@ def _run_config(base: dict[str, Any], axes: dict[str, Any]) -> RunConfig:
             node = apply_overrides(data, {path: copy.deepcopy(value)})
             data = node
     config = from_dict(RunConfig, data, "run")
+    if config.model.name == "auto":
+        # The model for the task's kind and inputs, so one sweep can span tasks of several kinds.
+        config.model.name = _default_model(json.dumps(to_dict(config.task), sort_keys=True, default=str))
     if config.model.name in BASELINES:
         # A baseline has no width, depth, mixer or learning rate: one run per (name, options, seed).
         config.model = ModelConfig(name=config.model.name, options=config.model.options)
         config.train = TrainConfig(seed=config.train.seed)
         config.method, config.transforms = MethodConfig(), []
     return config
+
+
+@functools.lru_cache(maxsize=64)
+def _default_model(task_json: str) -> str:
+    from mixerlab.tasks.base import create_task
+    from mixerlab.train.run import default_model
+
+    task = json.loads(task_json)
+    return default_model(create_task(task["name"], **(task.get("options") or {})))
 
 
 def _is_baseline(value: Any) -> bool:

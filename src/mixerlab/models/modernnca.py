@@ -117,6 +117,10 @@ class ModernNCA(nn.Module):
         return 0
 
     @torch.no_grad()
+    def fit_to_data(self, data: Any) -> None:
+        """The trainer's hook for models that read the training split first: the candidates."""
+        self.set_candidates(data)
+
     def set_candidates(self, data: Any) -> None:
         """Take the candidates from the training split: a ``TaskData`` (``inputs``, ``targets``) or a
         dict ``{"numerical": [M, F], "categorical": [M, K] (if the table has any), "targets": [M]}``."""

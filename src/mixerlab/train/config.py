@@ -31,7 +31,12 @@ class TaskConfig:
 
 @dataclass
 class ModelConfig:
-    """A registered model; ``vocab_size`` comes from the task. Specs are names or dicts."""
+    """A registered model; ``vocab_size`` comes from the task. Specs are names or dicts.
+
+    ``name: auto`` in a sweep takes the model for each task's kind and inputs (``lm`` for token
+    tasks, ``image_classifier`` for images, ``tabular``, ``forecaster``), so one sweep can span
+    tasks of several kinds with the same width, depth and blocks.
+    """
 
     name: str = "lm"
     dim: int = 64

@@ -58,7 +58,7 @@ def build_run_config(
             data["model"].pop("name", None)
             data["train"].pop("target_metric", None)
     data = apply_overrides(data, changes)
-    if "name" not in (data.get("model") or {}):
+    if (data.get("model") or {}).get("name", "auto") == "auto":
         # No model named: the one for the task's kind and inputs (an LM for token tasks).
         task_data = data.get("task") or {}
         task = create_task(task_data.get("name", "mqar"), **(task_data.get("options") or {}))

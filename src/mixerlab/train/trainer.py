@@ -38,7 +38,7 @@ from mixerlab.layers.spec import split_spec
 from mixerlab.models.model import tokens_per_example
 from mixerlab.registry import BASELINES, HEADS, MODELS
 from mixerlab.tasks.base import Metrics, Task, create_task
-from mixerlab.train.checkpoint import load_checkpoint, save_checkpoint
+from mixerlab.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mixerlab.train.config import ModelConfig, RunConfig, config_key, to_dict
 from mixerlab.train.evaluate import evaluate, objective_of
 from mixerlab.train.interrupts import Interrupted
@@ -204,6 +204,12 @@ class Trainer:
         model = build_model(config.model, self.task).to(self.device)
         self.train_data = self.task.train_data(config.task.seed)
         self.eval_data = self.task.eval_data(config.task.seed)
+        # Models that read the training rows before training (ExcelFormer ranks its fields by
+        # mutual information, ModernNCA keeps them as retrieval candidates) get them here; a
+        # resumed run then overwrites what they derived with the checkpoint's buffers.
+        fit_to_data = getattr(model, "fit_to_data", None)
+        if callable(fit_to_data):
+            fit_to_data(self.train_data)
         self.transform_facts: list[dict[str, Any]] = []
         for transform, when in self.transforms:
             if when == "before":
@@ -371,7 +377,7 @@ class Trainer:
 
     def _label(self) -> str:
         mixer = self.config.model.mixer
-        name = mixer if isinstance(mixer, str) else mixer.get("name", "?")
+        name = mixer if isinstance(mixer, str) else (mixer or {}).get("name", "?")
         return f"{name} d={self.config.model.dim} lr={self.config.train.lr:g}"
 
     def _save(self, optimizer, scheduler, result: TrainResult, epoch: int, done: bool) -> None:
@@ -402,7 +408,7 @@ class Trainer:
                     "transforms": result.transforms,
                     "variants": result.variants,
                 },
-                "torch_rng": torch.get_rng_state(),
+                "rng": rng_state(),
             },
         )
 
@@ -427,7 +433,10 @@ class Trainer:
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
         self.method.load_state_dict(payload.get("method", {}))
-        torch.set_rng_state(payload["torch_rng"])
+        if "rng" in payload:
+            set_rng_state(payload["rng"])
+        else:  # a checkpoint from before every generator was saved
+            torch.set_rng_state(payload["torch_rng"])
         saved = payload["result"]
         result.status = saved["status"] if payload["done"] else "running"
         result.metrics = None if saved["metrics"] is None else Metrics(**saved["metrics"])

@@ -8,6 +8,7 @@ A method is registered in :data:`mixerlab.registry.METHODS` and selected by name
 - :mod:`.optimisers` -- ``adamod`` (an optimiser choice made through the hooks);
 - :mod:`.feedback_alignment` -- ``dfa`` (direct feedback alignment);
 - :mod:`.local` -- block-local learning: ``lls``, ``man``, ``ccl``;
+- :mod:`.mixup` -- ``excelformer_mixup`` (ExcelFormer's Hid-Mix and Feat-Mix);
 - :mod:`.noprop` -- ``noprop`` (each block denoises a label embedding on its own);
 - :mod:`.guidance` -- ``guidance`` (layer-wise CKA to a fixed guide network);
 - :mod:`.distill` -- ``distill`` (knowledge distillation from a teacher, logits and features);
@@ -27,6 +28,7 @@ from mixerlab.train.methods import (  # noqa: F401  (each module registers its m
     feedback_alignment,
     guidance,
     local,
+    mixup,
     noprop,
     optimisers,
 )

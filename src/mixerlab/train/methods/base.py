@@ -307,18 +307,19 @@ REFERENCE_KEYS = ("checkpoint", "model", "task", "train", "seed")
 def save_reference(path: str, model: nn.Module, model_config: Any, task_config: Any) -> None:
     """Save a model as a reference network: its weights with the configs that rebuild it.
 
-    The file holds only tensors, strings and numbers, so :func:`load_reference` reads it with
-    ``torch.load(..., weights_only=True)`` (no code runs on load).
+    The file is a safe checkpoint (:mod:`mixerlab.train.checkpoint`: safetensors plus JSON), so
+    :func:`load_reference` reads it without running any code.
     """
+    from mixerlab.train.checkpoint import save_checkpoint
     from mixerlab.train.config import to_dict
 
-    torch.save(
+    save_checkpoint(
+        path,
         {
             "model": to_dict(model_config),
             "task": to_dict(task_config),
             "state_dict": unwrap(model).state_dict(),
         },
-        path,
     )
 
 
@@ -360,7 +361,9 @@ def _build_reference(spec: dict[str, Any], owner: str, field: str) -> nn.Module:
     from mixerlab.train.trainer import Trainer, build_model, build_task
 
     if "checkpoint" in spec:
-        payload = torch.load(spec["checkpoint"], map_location="cpu", weights_only=True)
+        from mixerlab.train.checkpoint import load_checkpoint
+
+        payload = load_checkpoint(spec["checkpoint"])
         if "config" in payload:  # a trainer checkpoint: its run config and (maybe wrapped) weights
             model_cfg, task_cfg, state = (
                 payload["config"]["model"],
