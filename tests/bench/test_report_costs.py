@@ -58,6 +58,16 @@ def figure_names(rows):
     return set(figures)
 
 
+def test_fit_time_plot_appears_when_a_baseline_of_another_field_is_in_the_table():
+    neural = [row("attention", 0.9), row("gla", 0.8)]
+    for r, seconds in zip(neural, (3.0, 5.0)):
+        r["train_cpu_seconds"] = seconds
+    baseline = row("hist_gradient_boosting", 0.95, dim=0)
+    baseline["train_cpu_seconds"] = 0.2
+    assert "metric_vs_fit_time" in figure_names([*neural, baseline])
+    assert "metric_vs_fit_time" not in figure_names(neural)
+
+
 def test_flops_plot_needs_two_models_with_measured_flops():
     two = [row("attention", 0.9, flops=2e6), row("gnconv", 0.8, flops=5e5)]
     assert "metric_vs_flops" in figure_names(two)

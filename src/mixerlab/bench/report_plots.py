@@ -3,7 +3,8 @@
 Every plot takes the leaderboard's entries (:class:`mixerlab.bench.report.Entry`: one model and
 width at its best learning rate) and a colour per label. Always drawn: metric vs state size (log
 x), metric vs width, the spread across seeds. Drawn when the runs hold what they need: metric per
-slice (a slice with several values), metric vs FLOPs per example (costs measured), the
+slice (a slice with several values), metric vs FLOPs per example (costs measured), metric vs
+time to fit (when a baseline of another field is in the table), the
 accuracy-size frontier (metric vs bytes on disk and vs inference tokens/s, from transforms'
 facts), and metric vs compute of every sub-network or exit (from a method's variants).
 A baseline of another field (no width, no FLOPs) is a dashed level line where it has no x value.
@@ -265,6 +266,19 @@ def figures_for(rows: list[dict[str, Any]], entries: list[Any]) -> dict[str, tup
                 lambda e: e.cost("flops_per_example"),
                 "forward FLOPs per example (log scale)",
                 "Metric vs FLOPs per example (best lr, mean ± std; grey: the frontier)",
+            ),
+        )
+    if any(e.dim == 0 for e in entries) and _finite_positive([e.cost("train_cpu_seconds") for e in entries]):
+        # Against a baseline of another field (trees, linear models, statistical forecasters) the
+        # honest cost is the time to fit, which neural and classical models both have.
+        figures["metric_vs_fit_time"] = (
+            "Metric vs time to fit",
+            plot_cost(
+                entries,
+                colors,
+                lambda e: e.cost("train_cpu_seconds"),
+                "CPU seconds to fit (training, or a baseline's fit; log scale)",
+                "Metric vs time to fit (best lr, mean ± std; grey: the frontier)",
             ),
         )
     if _finite_positive([e.fact("bytes") for e in entries]):
