@@ -460,3 +460,8 @@ class ExponentialSmoothing(Baseline):
     def num_parameters(self) -> int:
         params = self._fitted(self.params)
         return params.shape[0] * (1 + int(self.trend) + int(self.use_season))
+
+
+# The prior-fitted network is a baseline too (its own module: it brings a network and a prior);
+# imported last, as it builds on Baseline above, so that importing this module registers it.
+from mixerlab.bench import pfn_baseline as _pfn_baseline  # noqa: E402, F401

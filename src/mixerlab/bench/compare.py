@@ -46,7 +46,6 @@ from typing import Any
 import torch
 
 from mixerlab.bench import baselines as _baselines  # noqa: F401  (registers the baselines)
-from mixerlab.bench import pfn_baseline as _pfn_baseline  # noqa: F401  (registers the pfn baseline)
 from mixerlab.errors import ConfigError, check, check_positive_int
 from mixerlab.layers.spec import split_spec
 from mixerlab.registry import BASELINES, TOKEN_MIXERS
