@@ -135,3 +135,10 @@ def test_compare_tiny_then_report(tmp_path):
     )
     assert again.exit_code == 0, again.output
     assert (tmp_path / "r2" / "report.html").exists() and (tmp_path / "r2" / "metric_vs_width.png").exists()
+
+
+def test_results_table_keeps_bracketed_run_labels(capsys):
+    from mixerlab.cli._table import print_table
+
+    print_table("t", ["model", "metric"], [["attention [model=patchtst]", "0.5"]])
+    assert "attention [model=patchtst]" in capsys.readouterr().out  # not eaten as rich markup

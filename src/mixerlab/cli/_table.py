@@ -20,8 +20,11 @@ def print_table(title: str, columns: list[str], rows: list[list[str]], caption: 
     )
     for i, name in enumerate(columns):
         table.add_column(name, justify="left" if i == 0 or name == "ended by" else "right")
+    from rich.markup import escape
+
     for row in rows:
-        table.add_row(*row)
+        # Run labels hold brackets ("attention [model=patchtst]") that rich would read as markup.
+        table.add_row(*(escape(cell) for cell in row))
     # Piped or captured output has no terminal width; a fixed one keeps rows on one line.
     Console(width=None if sys.stdout.isatty() else 160, highlight=False).print(table)
 
