@@ -228,7 +228,7 @@ def plot_variants(entries: list[Any], colors: dict[str, Any]):
         ax.plot(xs, ys, marker="o", color=colors[e.mixer], label=e.mixer)
     ax.set_xlabel("share of the full model's compute (or embedding width) each variant keeps")
     ax.set_ylabel(_metric_label(entries))
-    ax.set_title("Metric vs compute of every sub-network / exit (mean over seeds; dashed: no variants)")
+    ax.set_title("Every sub-network / exit vs its compute (dashed: runs without variants)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
