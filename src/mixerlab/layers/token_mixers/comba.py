@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from mixerlab.errors import check, check_positive_int
+from mixerlab.errors import check
 from mixerlab.layers.short_conv import ShortConv
-from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
+from mixerlab.layers.token_mixers.base import State, TokenMixer
+from mixerlab.layers.token_mixers.delta import DeltaState, check_delta_options
 from mixerlab.ops.comba import comba_chunk, comba_recurrent, comba_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -33,7 +34,7 @@ from mixerlab.registry import TOKEN_MIXERS
         "state_kind": "fixed",
     },
 )
-class Comba(TokenMixer):
+class Comba(DeltaState, TokenMixer):
     """Comba, "Comba: Improving Bilinear RNNs with Closed-loop Control" (arXiv:2506.02475).
 
     A scalar-plus-low-rank (SPLR) transition whose rank-one read uses a key ``p_t`` shrunk from
@@ -66,15 +67,8 @@ class Comba(TokenMixer):
     ) -> None:
         super().__init__()
         name = "comba"
-        self.head_dim = resolve_heads(name, dim, num_heads, head_dim)
-        check_positive_int(name, "expand", expand)
-        check_positive_int(name, "chunk_size", chunk_size)
-        check(
-            conv_size is None or (isinstance(conv_size, int) and conv_size >= 2),
-            name,
-            "conv_size",
-            conv_size,
-            "expected an integer >= 2, or None to disable the short convolution",
+        self.head_dim = check_delta_options(
+            name, dim, num_heads, head_dim, expand, conv_size, chunk_size, norm_eps
         )
         check(
             isinstance(correction_factor, (int, float)) and math.isfinite(correction_factor),
@@ -83,7 +77,6 @@ class Comba(TokenMixer):
             correction_factor,
             "expected a finite number",
         )
-        check(norm_eps > 0, name, "norm_eps", norm_eps, "expected > 0")
         self.dim, self.num_heads, self.value_dim = dim, num_heads, expand * self.head_dim
         self.conv_size, self.chunk_size = conv_size, chunk_size
         self.correction_factor, self.norm_eps = float(correction_factor), norm_eps
@@ -146,15 +139,3 @@ class Comba(TokenMixer):
         gate = rearrange(self.g_proj(x), "b t (h v) -> b t h v", h=self.num_heads)
         o = o * torch.sigmoid(gate)
         return self.o_proj(rearrange(o, "b t h v -> b t (h v)")), new_state
-
-    def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
-        f = self._factory(device, dtype)
-        H, K, V = self.num_heads, self.head_dim, self.value_dim
-        state: State = {"recurrent": torch.zeros(batch_size, H, K, V, **f)}
-        if self.conv_size is not None:
-            state["conv"] = self.conv.init_state(batch_size, **f)
-        return state
-
-    def state_size(self, seq_len: int) -> int:
-        conv = 0 if self.conv_size is None else self.conv.state_size()
-        return self.num_heads * self.head_dim * self.value_dim + conv

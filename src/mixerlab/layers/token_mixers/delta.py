@@ -21,7 +21,56 @@ from mixerlab.ops.delta_rule import delta_rule_chunk, delta_rule_recurrent, delt
 from mixerlab.registry import TOKEN_MIXERS
 
 
-class _DeltaRuleMixer(TokenMixer):
+def check_delta_options(
+    name: str,
+    dim: int,
+    num_heads: int,
+    head_dim: int | None,
+    expand: int,
+    conv_size: int | None,
+    chunk_size: int,
+    norm_eps: float,
+) -> int:
+    """The options every delta-rule-family mixer shares, checked; returns the key head dim ``K``."""
+    resolved = resolve_heads(name, dim, num_heads, head_dim)
+    check_positive_int(name, "expand", expand)
+    check_positive_int(name, "chunk_size", chunk_size)
+    check(
+        conv_size is None or (isinstance(conv_size, int) and conv_size >= 2),
+        name,
+        "conv_size",
+        conv_size,
+        "expected an integer >= 2, or None to disable the short convolution",
+    )
+    check(norm_eps > 0, name, "norm_eps", norm_eps, "expected > 0")
+    return resolved
+
+
+def check_bool(name: str, field: str, value: object) -> None:
+    check(isinstance(value, bool), name, field, value, "expected True or False")
+
+
+class DeltaState:
+    """The state of a delta-rule-family mixer: a ``[B, H, K, V]`` matrix plus the short-conv tail.
+
+    For mixers with ``num_heads``, ``head_dim``, ``value_dim``, ``conv_size`` and (if
+    ``conv_size``) ``conv``; listed before :class:`TokenMixer` in the bases.
+    """
+
+    def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
+        f = self._factory(device, dtype)
+        H, K, V = self.num_heads, self.head_dim, self.value_dim
+        state: State = {"recurrent": torch.zeros(batch_size, H, K, V, **f)}
+        if self.conv_size is not None:
+            state["conv"] = self.conv.init_state(batch_size, **f)
+        return state
+
+    def state_size(self, seq_len: int) -> int:
+        conv = 0 if self.conv_size is None else self.conv.state_size()
+        return self.num_heads * self.head_dim * self.value_dim + conv
+
+
+class _DeltaRuleMixer(DeltaState, TokenMixer):
     """Shared body: projections, short convs, L2-normalised q/k, beta, the op, output norm."""
 
     modes = ("chunk", "reference")
@@ -39,24 +88,10 @@ class _DeltaRuleMixer(TokenMixer):
         norm_eps: float,
     ) -> None:
         super().__init__()
-        self.head_dim = resolve_heads(name, dim, num_heads, head_dim)
-        check_positive_int(name, "expand", expand)
-        check_positive_int(name, "chunk_size", chunk_size)
-        check(
-            conv_size is None or (isinstance(conv_size, int) and conv_size >= 2),
-            name,
-            "conv_size",
-            conv_size,
-            "expected an integer >= 2, or None to disable the short convolutions",
+        self.head_dim = check_delta_options(
+            name, dim, num_heads, head_dim, expand, conv_size, chunk_size, norm_eps
         )
-        check(
-            isinstance(allow_negative_eigenvalues, bool),
-            name,
-            "allow_negative_eigenvalues",
-            allow_negative_eigenvalues,
-            "expected True or False",
-        )
-        check(norm_eps > 0, name, "norm_eps", norm_eps, "expected > 0")
+        check_bool(name, "allow_negative_eigenvalues", allow_negative_eigenvalues)
         self.dim, self.num_heads = dim, num_heads
         self.value_dim = expand * self.head_dim
         self.conv_size, self.chunk_size = conv_size, chunk_size
@@ -123,19 +158,6 @@ class _DeltaRuleMixer(TokenMixer):
         o = o * torch.rsqrt(o.square().mean(-1, keepdim=True) + self.norm_eps) * self.norm_weight
         o = self._gate(o, x)
         return self.o_proj(rearrange(o, "b t h v -> b t (h v)")), new_state
-
-    def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
-        f = self._factory(device, dtype)
-        H, K, V = self.num_heads, self.head_dim, self.value_dim
-        state: State = {"recurrent": torch.zeros(batch_size, H, K, V, **f)}
-        if self.conv_size is not None:
-            state["conv"] = self.conv.init_state(batch_size, **f)
-        return state
-
-    def state_size(self, seq_len: int) -> int:
-        H, K, V = self.num_heads, self.head_dim, self.value_dim
-        conv = 0 if self.conv_size is None else self.conv.state_size()
-        return H * K * V + conv
 
 
 @TOKEN_MIXERS.register(

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from mixerlab.errors import check, check_positive_int
+from mixerlab.errors import check_positive_int
 from mixerlab.layers.short_conv import ShortConv
-from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
+from mixerlab.layers.token_mixers.base import State, TokenMixer
+from mixerlab.layers.token_mixers.delta import DeltaState, check_bool, check_delta_options
 from mixerlab.ops.deltaproduct import deltaproduct_chunk, deltaproduct_recurrent, deltaproduct_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -34,7 +35,7 @@ from mixerlab.registry import TOKEN_MIXERS
         "state_kind": "fixed",
     },
 )
-class GatedDeltaProduct(TokenMixer):
+class GatedDeltaProduct(DeltaState, TokenMixer):
     """Gated DeltaProduct, "DeltaProduct: Improving State-Tracking in Linear RNNs via ..." (arXiv:2502.10297).
 
     Gated DeltaNet with ``n_h = num_householder`` delta-rule steps per token, each with its own
@@ -69,25 +70,11 @@ class GatedDeltaProduct(TokenMixer):
     ) -> None:
         super().__init__()
         name = "gated_deltaproduct"
-        self.head_dim = resolve_heads(name, dim, num_heads, head_dim)
-        check_positive_int(name, "expand", expand)
+        self.head_dim = check_delta_options(
+            name, dim, num_heads, head_dim, expand, conv_size, chunk_size, norm_eps
+        )
         check_positive_int(name, "num_householder", num_householder)
-        check_positive_int(name, "chunk_size", chunk_size)
-        check(
-            conv_size is None or (isinstance(conv_size, int) and conv_size >= 2),
-            name,
-            "conv_size",
-            conv_size,
-            "expected an integer >= 2, or None to disable the short convolution",
-        )
-        check(
-            isinstance(allow_negative_eigenvalues, bool),
-            name,
-            "allow_negative_eigenvalues",
-            allow_negative_eigenvalues,
-            "expected True or False",
-        )
-        check(norm_eps > 0, name, "norm_eps", norm_eps, "expected > 0")
+        check_bool(name, "allow_negative_eigenvalues", allow_negative_eigenvalues)
         self.dim, self.num_heads, self.value_dim = dim, num_heads, expand * self.head_dim
         self.num_householder, self.conv_size, self.chunk_size = num_householder, conv_size, chunk_size
         self.allow_negative_eigenvalues, self.norm_eps = allow_negative_eigenvalues, norm_eps
@@ -146,15 +133,3 @@ class GatedDeltaProduct(TokenMixer):
         o = o * torch.rsqrt(o.square().mean(-1, keepdim=True) + self.norm_eps) * self.norm_weight
         o = o * F.silu(rearrange(self.g_proj(x), "b t (h v) -> b t h v", h=self.num_heads))
         return self.o_proj(rearrange(o, "b t h v -> b t (h v)")), new_state
-
-    def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
-        f = self._factory(device, dtype)
-        H, K, V = self.num_heads, self.head_dim, self.value_dim
-        state: State = {"recurrent": torch.zeros(batch_size, H, K, V, **f)}
-        if self.conv_size is not None:
-            state["conv"] = self.conv.init_state(batch_size, **f)
-        return state
-
-    def state_size(self, seq_len: int) -> int:
-        conv = 0 if self.conv_size is None else self.conv.state_size()
-        return self.num_heads * self.head_dim * self.value_dim + conv

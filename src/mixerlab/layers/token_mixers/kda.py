@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.short_conv import ShortConv
-from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
+from mixerlab.layers.token_mixers.base import State, TokenMixer
+from mixerlab.layers.token_mixers.delta import DeltaState, check_bool, check_delta_options
 from mixerlab.ops.kda import kda_chunk, kda_recurrent, kda_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -33,7 +33,7 @@ from mixerlab.registry import TOKEN_MIXERS
         "state_kind": "fixed",
     },
 )
-class KimiDeltaAttention(TokenMixer):
+class KimiDeltaAttention(DeltaState, TokenMixer):
     """Kimi Delta Attention, "Kimi Linear: An Expressive, Efficient Attention ..." (arXiv:2510.26692).
 
     Gated DeltaNet's update with a fine-grained (per key channel) decay instead of a scalar one::
@@ -66,24 +66,10 @@ class KimiDeltaAttention(TokenMixer):
     ) -> None:
         super().__init__()
         name = "kda"
-        self.head_dim = resolve_heads(name, dim, num_heads, head_dim)
-        check_positive_int(name, "expand", expand)
-        check_positive_int(name, "chunk_size", chunk_size)
-        check(
-            conv_size is None or (isinstance(conv_size, int) and conv_size >= 2),
-            name,
-            "conv_size",
-            conv_size,
-            "expected an integer >= 2, or None to disable the short convolution",
+        self.head_dim = check_delta_options(
+            name, dim, num_heads, head_dim, expand, conv_size, chunk_size, norm_eps
         )
-        check(
-            isinstance(allow_negative_eigenvalues, bool),
-            name,
-            "allow_negative_eigenvalues",
-            allow_negative_eigenvalues,
-            "expected True or False",
-        )
-        check(norm_eps > 0, name, "norm_eps", norm_eps, "expected > 0")
+        check_bool(name, "allow_negative_eigenvalues", allow_negative_eigenvalues)
         self.dim, self.num_heads, self.value_dim = dim, num_heads, expand * self.head_dim
         self.conv_size, self.chunk_size = conv_size, chunk_size
         self.allow_negative_eigenvalues, self.norm_eps = allow_negative_eigenvalues, norm_eps
@@ -145,15 +131,3 @@ class KimiDeltaAttention(TokenMixer):
         gate = rearrange(self.g_up(self.g_down(x)), "b t (h v) -> b t h v", h=self.num_heads)
         o = o * torch.sigmoid(gate)
         return self.o_proj(rearrange(o, "b t h v -> b t (h v)")), new_state
-
-    def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
-        f = self._factory(device, dtype)
-        H, K, V = self.num_heads, self.head_dim, self.value_dim
-        state: State = {"recurrent": torch.zeros(batch_size, H, K, V, **f)}
-        if self.conv_size is not None:
-            state["conv"] = self.conv.init_state(batch_size, **f)
-        return state
-
-    def state_size(self, seq_len: int) -> int:
-        conv = 0 if self.conv_size is None else self.conv.state_size()
-        return self.num_heads * self.head_dim * self.value_dim + conv
