@@ -7,8 +7,6 @@ concatenated ``q, k, v`` channels ``C = H (2K + V)``.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -17,6 +15,7 @@ from torch import Tensor, nn
 from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.short_conv import ShortConv, load_legacy_conv_keys
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
+from mixerlab.layers.token_mixers.mamba2 import init_mamba2_decay_
 from mixerlab.ops.delta_rule import delta_rule_chunk, delta_rule_recurrent, delta_rule_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -274,10 +273,7 @@ class GatedDeltaNet(_DeltaRuleMixer):
     def reset_parameters(self) -> None:
         """Mamba-2's decay init: ``A`` uniform in [1, 16], ``dt`` log-uniform in [1e-3, 0.1]."""
         super().reset_parameters()
-        H, dev = self.A_log.numel(), self.A_log.device
-        self.A_log.copy_(torch.log(torch.empty(H, device=dev).uniform_(1.0, 16.0)))
-        dt = torch.exp(torch.empty(H, device=dev).uniform_(math.log(1e-3), math.log(0.1))).clamp(min=1e-4)
-        self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^{-1}(dt)
+        init_mamba2_decay_(self.A_log, self.dt_bias)
 
     def _decay(self, x: Tensor) -> Tensor:
         return -torch.exp(self.A_log) * F.softplus(self.a_proj(x) + self.dt_bias)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from mixerlab.errors import ConfigError, check, check_divisible, check_positive_int
 from mixerlab.layers.short_conv import ShortConv
 from mixerlab.layers.token_mixers.base import State, TokenMixer
+from mixerlab.layers.token_mixers.mamba2 import init_mamba2_decay_, mamba2_inputs, mamba2_readout
 from mixerlab.ops.log_linear import log_linear_chunk, log_linear_reference, num_levels_after
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -101,10 +102,7 @@ class LogLinearMamba2(TokenMixer):
         """Mamba-2's init (``A`` uniform in [1, 16], ``dt`` log-uniform in [1e-3, 0.1], ``D`` and the
         norm's gain one); the level weights' bias starts at ``softplus^-1(1)``: at first every level
         counts as in Mamba-2."""
-        H, dev = self.A_log.numel(), self.A_log.device
-        self.A_log.copy_(torch.log(torch.empty(H, device=dev).uniform_(1.0, 16.0)))
-        dt = torch.exp(torch.empty(H, device=dev).uniform_(math.log(1e-3), math.log(0.1))).clamp(min=1e-4)
-        self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^{-1}(dt)
+        init_mamba2_decay_(self.A_log, self.dt_bias)
         nn.init.ones_(self.D)
         nn.init.ones_(self.norm_weight)
         self.level_proj.bias.fill_(math.log(math.e - 1.0))  # softplus^{-1}(1)
@@ -113,7 +111,7 @@ class LogLinearMamba2(TokenMixer):
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
     ) -> tuple[Tensor, State]:
         self._check_input(x, mask)
-        E, N, H = self.inner, self.state_dim, self.num_heads
+        H = self.num_heads
         position = 0 if state is None else int(state["position"][0].item())
         if (position + x.shape[1] - 1).bit_length() >= self.num_levels:
             raise ConfigError(
@@ -123,14 +121,7 @@ class LogLinearMamba2(TokenMixer):
                 f"position {position + x.shape[1] - 1} needs more levels; allowed: positions below "
                 f"2^(num_levels - 1) = {2 ** (self.num_levels - 1)}",
             )
-        z, xbc, dt = self.in_proj(x).split([E, E + 2 * N, H], dim=-1)
-        xbc, conv_state = self.conv(
-            xbc, None if state is None else state["conv"], reference=self.mode == "reference"
-        )
-        xs, B_, C_ = xbc.split([E, N, N], dim=-1)
-        xs = rearrange(xs, "b t (h p) -> b t h p", h=H)
-        dt = F.softplus(dt + self.dt_bias)  # [B, T, H]
-        A = -torch.exp(self.A_log)
+        z, xs, dt, A, B_, C_, conv_state = mamba2_inputs(self, x, None if state is None else state["conv"])
         lam = rearrange(F.softplus(self.level_proj(x)), "b t (h l) -> b t h l", h=H)
         levels = None if state is None else state["levels"]
         args = (xs, dt, A, B_, C_, lam)
@@ -138,11 +129,8 @@ class LogLinearMamba2(TokenMixer):
             y, levels = log_linear_reference(*args, states=levels, position=position)
         else:
             y, levels = log_linear_chunk(*args, states=levels, position=position, chunk_size=self.chunk_size)
-        y = rearrange(y + self.D[:, None] * xs, "b t h p -> b t (h p)")
-        y = y * F.silu(z)
-        y = y * torch.rsqrt(y.square().mean(-1, keepdim=True) + self.norm_eps) * self.norm_weight
         count = torch.full((x.shape[0],), float(position + x.shape[1]), device=x.device, dtype=torch.float32)
-        return self.out_proj(y), {"conv": conv_state, "levels": levels, "position": count}
+        return mamba2_readout(self, y, xs, z), {"conv": conv_state, "levels": levels, "position": count}
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
         f = self._factory(device, dtype)

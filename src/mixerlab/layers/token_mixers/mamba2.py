@@ -98,10 +98,7 @@ class Mamba2(TokenMixer):
     def reset_parameters(self) -> None:
         """The authors' init: ``A`` uniform in [1, 16], ``dt`` log-uniform in [1e-3, 0.1] (stored as
         softplus^{-1}), ``D`` and the norm's gain one."""
-        H, dev = self.A_log.numel(), self.A_log.device
-        self.A_log.copy_(torch.log(torch.empty(H, device=dev).uniform_(1.0, 16.0)))
-        dt = torch.exp(torch.empty(H, device=dev).uniform_(math.log(1e-3), math.log(0.1))).clamp(min=1e-4)
-        self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^{-1}(dt)
+        init_mamba2_decay_(self.A_log, self.dt_bias)
         nn.init.ones_(self.D)
         nn.init.ones_(self.norm_weight)
 
@@ -109,15 +106,7 @@ class Mamba2(TokenMixer):
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
     ) -> tuple[Tensor, State]:
         self._check_input(x, mask)
-        E, N, H = self.inner, self.state_dim, self.num_heads
-        z, xbc, dt = self.in_proj(x).split([E, E + 2 * N, H], dim=-1)
-        xbc, conv_state = self.conv(
-            xbc, None if state is None else state["conv"], reference=self.mode == "reference"
-        )
-        xs, B_, C_ = xbc.split([E, N, N], dim=-1)
-        xs = rearrange(xs, "b t (h p) -> b t h p", h=H)
-        dt = F.softplus(dt + self.dt_bias)  # [B, T, H]
-        A = -torch.exp(self.A_log)
+        z, xs, dt, A, B_, C_, conv_state = mamba2_inputs(self, x, None if state is None else state["conv"])
         h0 = None if state is None else state["ssm"]
         if x.shape[1] == 1 and h0 is not None and self.mode != "reference":
             y, h = ssd_recurrent(xs[:, 0], dt[:, 0], A, B_[:, 0], C_[:, 0], h0)
@@ -126,10 +115,7 @@ class Mamba2(TokenMixer):
             y, h = ssd_reference(xs, dt, A, B_, C_, state=h0)
         else:
             y, h = ssd_chunk(xs, dt, A, B_, C_, state=h0, chunk_size=self.chunk_size)
-        y = rearrange(y + self.D[:, None] * xs, "b t h p -> b t (h p)")
-        y = y * F.silu(z)
-        y = y * torch.rsqrt(y.square().mean(-1, keepdim=True) + self.norm_eps) * self.norm_weight
-        return self.out_proj(y), {"conv": conv_state, "ssm": h}
+        return mamba2_readout(self, y, xs, z), {"conv": conv_state, "ssm": h}
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
         f = self._factory(device, dtype)
@@ -140,3 +126,37 @@ class Mamba2(TokenMixer):
 
     def state_size(self, seq_len: int) -> int:
         return self.conv.state_size() + self.num_heads * self.head_dim * self.state_dim
+
+
+# The pieces of a Mamba-2 layer that its variants (log_linear) share: the decay init, the inputs
+# of the scan and the read-out around it. ``layer`` has Mamba2's attributes.
+
+
+@torch.no_grad()
+def init_mamba2_decay_(A_log: Tensor, dt_bias: Tensor) -> None:
+    """The authors' init: ``A`` uniform in [1, 16], ``dt`` log-uniform in [1e-3, 0.1] (stored as
+    softplus^{-1}); drawn in the default dtype, so the weights do not depend on the layer's."""
+    H, dev = A_log.numel(), A_log.device
+    A_log.copy_(torch.log(torch.empty(H, device=dev).uniform_(1.0, 16.0)))
+    dt = torch.exp(torch.empty(H, device=dev).uniform_(math.log(1e-3), math.log(0.1))).clamp(min=1e-4)
+    dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^{-1}(dt)
+
+
+def mamba2_inputs(layer: nn.Module, x: Tensor, conv_state: Tensor | None) -> tuple[Tensor, ...]:
+    """``z: [B, T, E]``, ``xs: [B, T, H, P]``, ``dt: [B, T, H]``, ``A: [H]``, ``B, C: [B, T, N]`` and
+    the conv tail: the input projection, the short convolution and the discretisation step."""
+    E, N, H = layer.inner, layer.state_dim, layer.num_heads
+    z, xbc, dt = layer.in_proj(x).split([E, E + 2 * N, H], dim=-1)
+    xbc, conv_state = layer.conv(xbc, conv_state, reference=layer.mode == "reference")
+    xs, B_, C_ = xbc.split([E, N, N], dim=-1)
+    xs = rearrange(xs, "b t (h p) -> b t h p", h=H)
+    dt = F.softplus(dt + layer.dt_bias)
+    return z, xs, dt, -torch.exp(layer.A_log), B_, C_, conv_state
+
+
+def mamba2_readout(layer: nn.Module, y: Tensor, xs: Tensor, z: Tensor) -> Tensor:
+    """The skip ``D x``, the SiLU(z) gate, the RMS norm and the output projection: ``[B, T, D]``."""
+    y = rearrange(y + layer.D[:, None] * xs, "b t h p -> b t (h p)")
+    y = y * F.silu(z)
+    y = y * torch.rsqrt(y.square().mean(-1, keepdim=True) + layer.norm_eps) * layer.norm_weight
+    return layer.out_proj(y)
