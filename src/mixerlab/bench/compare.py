@@ -268,7 +268,7 @@ def _run_config(base: dict[str, Any], axes: dict[str, Any]) -> RunConfig:
     config = from_dict(RunConfig, data, "run")
     if config.model.name == "auto":
         # The model for the task's kind and inputs, so one sweep can span tasks of several kinds.
-        config.model.name = _default_model(json.dumps(to_dict(config.task), sort_keys=True, default=str))
+        config.model.name = _default_model(_task_json(config.task))
     if config.model.name in BASELINES:
         # A baseline has no width, depth, mixer or learning rate: one run per (name, options, seed).
         config.model = ModelConfig(name=config.model.name, options=config.model.options)
@@ -384,7 +384,12 @@ def preflight(runs: list[PlannedRun], log: Log) -> tuple[list[PlannedRun], list[
 
 
 def _task_key(run: PlannedRun) -> str:
-    return json.dumps(to_dict(run.config.task), sort_keys=True, default=str)
+    return _task_json(run.config.task)
+
+
+def _task_json(task: Any) -> str:
+    """A task config as canonical JSON: one key per distinct task (and a hashable cache key)."""
+    return json.dumps(to_dict(task), sort_keys=True, default=str)
 
 
 def run_one(
