@@ -105,6 +105,27 @@ def test_a_server_that_does_not_answer_is_a_store_error():
         port.close()
 
 
+def test_a_dropped_server_connection_costs_a_reconnect_not_a_row(postgres_url):
+    import sqlalchemy as sa
+
+    store = ResultStore(postgres_url)
+    assert store.write({"run_key": "before"})
+    # What a server restart or an idle timeout does to a sweep's pooled connection mid-sweep.
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        ended = conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalars()
+        assert any(ended)
+    admin.dispose()
+    assert store.write({"run_key": "after"})
+    assert store.finished_keys() == {"before", "after"}
+    store.close()
+
+
 def test_database_url_passes_urls_and_turns_paths_into_sqlite(tmp_path):
     assert database_url("postgresql://u@h/db") == "postgresql://u@h/db"
     assert database_url(tmp_path / "sub" / "r.sqlite").startswith("sqlite:///")
