@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import importlib
+import importlib.util
 import math
 import os
 from pathlib import Path
@@ -84,7 +85,10 @@ def database_url(store: str | os.PathLike, *, create: bool = True) -> str:
 
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
-_STORE_HINT = "a results store is a SQLite file written by `mixerlab compare` or `mixerlab train`"
+_STORE_HINT = (
+    "a results store (a SQLite file, or a database on a server) is written by `mixerlab compare` "
+    "or `mixerlab train`"
+)
 
 
 def check_store(store: str | os.PathLike, *, must_exist: bool, owner: str = "store") -> None:
@@ -128,8 +132,6 @@ def check_store(store: str | os.PathLike, *, must_exist: bool, owner: str = "sto
 
 def _create_engine(url: Any):
     """An engine for ``url``; a bare ``postgresql://`` takes psycopg (3) when psycopg2 is not installed."""
-    import importlib.util
-
     import sqlalchemy as sa
 
     url = sa.engine.make_url(url)
@@ -182,9 +184,9 @@ def _check_sqlite_path(path: Path, text: str, must_exist: bool, owner: str) -> N
         raise ConfigError(owner, "store", text, f"is a SQLite database without a runs table; {_STORE_HINT}")
 
 
-# "mixerlab" in ASCII, the key of PostgreSQL's transaction-scoped lock that serialises
-# creating and migrating the runs table across processes and machines.
-_SCHEMA_LOCK = 0x6D6978_65726C6162
+# The key of PostgreSQL's transaction-scoped lock that serialises creating and migrating the runs
+# table across processes and machines (any fixed 64-bit number).
+_SCHEMA_LOCK = int.from_bytes(b"mixerlab", "big")
 # How the JSON columns keep a float that JSON has no literal for (PostgreSQL refuses NaN).
 _FLOAT_TAG = "$float"
 _NON_FINITE = ("NaN", "Infinity", "-Infinity")
