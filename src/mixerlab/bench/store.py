@@ -112,6 +112,7 @@ def check_store(store: str | os.PathLike, *, must_exist: bool, owner: str = "sto
         if url.database and url.database != ":memory:":
             _check_sqlite_path(Path(url.database).expanduser(), text, must_exist, owner)
         return
+    text = url.render_as_string(hide_password=True)  # an error message must not show a password
     try:
         engine = _create_engine(url)
     except sa.exc.NoSuchModuleError:
