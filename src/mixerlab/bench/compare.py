@@ -594,7 +594,7 @@ def compare(
     Everything is checked before anything is created or run: the sweep, every model at every
     width, the store. Ctrl-C: see the module docstring.
     """
-    from mixerlab.bench.store import ResultStore, check_store
+    from mixerlab.bench.store import ResultStore, check_store, display_url
 
     sweep = load_sweep(sweep)
     check(
@@ -619,7 +619,7 @@ def compare(
     names = ", ".join(dict.fromkeys(r.config.task.name for r in runs)) or sweep.task.name
     log(
         f"sweep {sweep.name!r}: {len(runs)} runs on {names}, {summary.skipped_done} already in "
-        f"{results.url}, {len(todo)} to run with {workers} worker(s)"
+        f"{display_url(results.url)}, {len(todo)} to run with {workers} worker(s)"
     )
     checkpoint_dir = str(out / "checkpoints")
 
@@ -775,12 +775,14 @@ def compare_command(
     log: Log = print,
 ) -> CompareSummary:
     """What ``mixerlab compare`` does: build the sweep, run it, print a summary."""
+    from mixerlab.bench.store import display_url
+
     sweep = build_sweep(path, lists=lists, assignments=assignments, tiny=tiny)
     summary = compare(sweep, out_dir=out, store=store, workers=workers, report=report, log=log)
     if summary.interrupted:
         return summary
     log(
         f"done in {summary.seconds:.0f}s: {len(summary.finished)} run(s) finished, {summary.skipped_done} "
-        f"already in the store, {len(summary.failed)} failed; store: {summary.store_url}"
+        f"already in the store, {len(summary.failed)} failed; store: {display_url(summary.store_url)}"
     )
     return summary

@@ -84,6 +84,19 @@ def database_url(store: str | os.PathLike, *, create: bool = True) -> str:
     return f"sqlite:///{path}"
 
 
+def display_url(store: str | os.PathLike) -> str:
+    """``store`` as printed in logs and messages: a server URL's password becomes ``***``."""
+    text = str(store)
+    if "://" not in text:
+        return text
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(text).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return text
+
+
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _STORE_HINT = (
     "a results store (a SQLite file, or a database on a server) is written by `mixerlab compare` "
@@ -112,7 +125,7 @@ def check_store(store: str | os.PathLike, *, must_exist: bool, owner: str = "sto
         if url.database and url.database != ":memory:":
             _check_sqlite_path(Path(url.database).expanduser(), text, must_exist, owner)
         return
-    text = url.render_as_string(hide_password=True)  # an error message must not show a password
+    text = display_url(text)  # an error message must not show a password
     try:
         engine = _create_engine(url)
     except sa.exc.NoSuchModuleError:
@@ -311,7 +324,7 @@ class ResultStore:
                 for index in self.table.indexes:
                     conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
             elif not sa.inspect(conn).has_table("runs"):
-                raise ConfigError("store", "store", str(store), f"has no runs table; {_STORE_HINT}")
+                raise ConfigError("store", "store", display_url(store), f"has no runs table; {_STORE_HINT}")
             self._migrate(sa, conn)
 
     def _migrate(self, sa, conn) -> None:

@@ -86,6 +86,7 @@ def train(
 
     Ctrl-C once stops at the next step (the last checkpoint stays); twice stops at once.
     """
+    from mixerlab.bench.store import display_url
     from mixerlab.cli._table import print_leaderboard
     from mixerlab.train.checkpoint import trusting_pickle_checkpoints
     from mixerlab.train.interrupts import Interrupted, stop_on_interrupt
@@ -122,10 +123,13 @@ def train(
         typer.echo(f"interrupted again: stopped at once; {RESUME}", err=True)
         raise typer.Exit(code=130) from None
     if stored_before:
-        typer.echo(f"this run is already in {store} (use --no-store to train it again); its result:")
+        typer.echo(
+            f"this run is already in {display_url(store)} (use --no-store to train it again); its result:"
+        )
     print_leaderboard("train", [row])
     if not no_store:
-        typer.echo(f"stored in {store} (sweep 'train'): `mixerlab report --store {store} --sweep train`")
+        where = display_url(store)
+        typer.echo(f"stored in {where} (sweep 'train'): `mixerlab report --store {where} --sweep train`")
     if output is not None:
         output.write_text(json.dumps(result_summary(row), indent=2))
 
