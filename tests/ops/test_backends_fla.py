@@ -127,7 +127,12 @@ def test_delta_rule_mapping_matches_reference(gated, with_state):
 
 LAYERS = {
     "linear_attention": {"dim": 12, "num_heads": 2, "chunk_size": 8},
-    "linear_attention_unnormalised": {"dim": 12, "num_heads": 2, "normalize": False, "feature_map": "identity"},
+    "linear_attention_unnormalised": {
+        "dim": 12,
+        "num_heads": 2,
+        "normalize": False,
+        "feature_map": "identity",
+    },
     "retention": {"dim": 12, "num_heads": 2, "chunk_size": 8},
     "gla": {"dim": 16, "num_heads": 2, "chunk_size": 8},
     "hgrn2": {"dim": 12, "num_heads": 2, "state_dim": 4, "chunk_size": 8},
