@@ -146,13 +146,15 @@ LAYERS = {
 @pytest.mark.parametrize("case", sorted(LAYERS))
 def test_layer_on_the_fla_path_equals_the_torch_path(case, monkeypatch):
     """The whole mixer with its fast mode routed to fla (references standing in for the kernels)
-    equals the same mixer on mixerlab's path: outputs, continued from a state, and the state."""
+    equals the same mixer on mixerlab's path: outputs, continued from a state, the state, and the
+    input gradient through both calls."""
     name = case.removesuffix("_unnormalised")
     torch.manual_seed(0)
     mixer = mixerlab.create_token_mixer(name, **LAYERS[case]).double()
-    x = torch.randn(2, 13, mixer.dim, dtype=torch.float64)
+    x = torch.randn(2, 13, mixer.dim, dtype=torch.float64, requires_grad=True)
     y_torch, state_torch = mixer(x[:, :6])
     y2_torch, state2_torch = mixer(x[:, 6:], state=state_torch)
+    (dx_torch,) = torch.autograd.grad(y2_torch.square().sum() + y_torch.sum(), x)
 
     calls = []
 
@@ -167,6 +169,8 @@ def test_layer_on_the_fla_path_equals_the_torch_path(case, monkeypatch):
     y_fla, state_fla = mixer(x[:, :6])
     y2_fla, state2_fla = mixer(x[:, 6:], state=state_fla)
     assert calls, "the fla path was not taken"
+    (dx_fla,) = torch.autograd.grad(y2_fla.square().sum() + y_fla.sum(), x)
+    torch.testing.assert_close(dx_fla, dx_torch, **TOL)
     torch.testing.assert_close(y_fla, y_torch, **TOL)
     torch.testing.assert_close(y2_fla, y2_torch, **TOL)
     for key in state2_torch:
@@ -212,3 +216,48 @@ def test_gated_backward_fallback_warns(monkeypatch):
         assert backend.linear_attention_needs_fallback("retention", q, q, q, q[..., 0])
         assert not backend.linear_attention_needs_fallback("gla", q, q, q, q)
     assert any("Triton" in str(w.message) for w in caught)
+
+
+def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    actual, expected = actual.detach().cpu().double(), expected.detach().cpu().double()
+    return ((actual - expected).norm() / expected.norm().clamp_min(1e-30)).item()
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available() or NAIVE is None,
+    reason="needs a CUDA device and flash-linear-attention (its Triton kernels run on GPUs only)",
+)
+@pytest.mark.parametrize("case", sorted(LAYERS))
+def test_fla_kernels_match_the_reference_on_cuda(case, monkeypatch):
+    """The kernels themselves: each mixer on fla's kernels in float32 on CUDA, over several of
+    fla's 64-step chunks and continued from a state, against its per-step reference in float64
+    on the CPU (outputs, final state, input and parameter gradients). Triton's float32 matmuls
+    may round through TF32, hence the 1% bound on relative (norm) errors."""
+    import copy
+
+    name = case.removesuffix("_unnormalised")
+    torch.manual_seed(0)
+    ref = mixerlab.create_token_mixer(name, **{**LAYERS[case], "dim": 64}).double()
+    ref.mode = "reference"
+    fast = copy.deepcopy(ref).float().cuda()
+    fast.mode = fast.modes[0]
+    fast.backend = "fla"
+    calls = []
+    real = backend._kernel
+    monkeypatch.setattr(backend, "_kernel", lambda kernel: calls.append(kernel) or real(kernel))
+    x = torch.randn(2, 150, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    x_ref, x_fast = x.clone().requires_grad_(), x.float().cuda().requires_grad_()
+    y_ref, s_ref = ref(x_ref)
+    y1, s1 = fast(x_fast[:, :70])
+    y2, s2 = fast(x_fast[:, 70:], state=s1)
+    y_fast = torch.cat([y1, y2], dim=1)
+    assert calls, "fla's kernels were not called"
+    assert _relative_error(y_fast, y_ref) < 1e-2
+    for key in s_ref:
+        assert _relative_error(s2[key], s_ref[key]) < 1e-2, key
+    grad = torch.randn_like(x)
+    y_ref.backward(grad)
+    y_fast.backward(grad.float().cuda())
+    assert _relative_error(x_fast.grad, x_ref.grad) < 1e-2
+    for (pname, p_ref), p_fast in zip(ref.named_parameters(), fast.parameters()):
+        assert _relative_error(p_fast.grad, p_ref.grad) < 1e-2, pname
