@@ -25,6 +25,7 @@ from mixerlab.errors import ConfigError
 from mixerlab.ops.backends import fla as backend
 from mixerlab.ops.delta_rule import delta_rule_reference
 from mixerlab.ops.linear_attention import linear_attention_reference
+from mixerlab.ops.selective_scan import selective_scan_reference
 
 try:
     from mixerlab.bench.peers import _fla_file
@@ -125,6 +126,21 @@ def test_delta_rule_mapping_matches_reference(gated, with_state):
     torch.testing.assert_close(S, S_ref, **TOL)
 
 
+@needs_fla
+@pytest.mark.parametrize("with_state", [False, True])
+def test_selective_scan_mapping_matches_reference(with_state):
+    g = torch.Generator().manual_seed(2)
+    E, N = 5, 4
+    x, B_, C = rand(B, T, E, generator=g), rand(B, T, N, generator=g), rand(B, T, N, generator=g)
+    dt = torch.rand(B, T, E, generator=g, dtype=torch.float64)
+    A = -torch.rand(E, N, generator=g, dtype=torch.float64) * 2
+    h0 = rand(B, E, N, generator=g) if with_state else None
+    y, h = backend.selective_scan_fla(x, dt, A, B_, C, state=h0, kernel=gla_as_kernel)
+    y_ref, h_ref = selective_scan_reference(x, dt, A, B_, C, state=h0)
+    torch.testing.assert_close(y, y_ref, **TOL)
+    torch.testing.assert_close(h, h_ref, **TOL)
+
+
 LAYERS = {
     "linear_attention": {"dim": 12, "num_heads": 2, "chunk_size": 8},
     "linear_attention_unnormalised": {
@@ -139,6 +155,7 @@ LAYERS = {
     "based": {"dim": 12, "num_heads": 2, "feature_dim": 3, "window": 4, "chunk_size": 8},
     "deltanet": {"dim": 16, "num_heads": 2, "chunk_size": 8},
     "gated_deltanet": {"dim": 16, "num_heads": 2, "chunk_size": 8},
+    "mamba": {"dim": 8, "state_dim": 4, "chunk_size": 8},
 }
 
 
@@ -164,7 +181,7 @@ def test_layer_on_the_fla_path_equals_the_torch_path(case, monkeypatch):
 
     monkeypatch.setattr(backend, "_kernel", kernel)
     monkeypatch.setattr(backend, "use_fla", lambda owner, choice, x: True)
-    for module in ("linear_attention", "delta"):
+    for module in ("linear_attention", "delta", "ssm"):
         monkeypatch.setattr(f"mixerlab.layers.token_mixers.{module}.use_fla", backend.use_fla)
     y_fla, state_fla = mixer(x[:, :6])
     y2_fla, state2_fla = mixer(x[:, 6:], state=state_fla)
@@ -177,10 +194,19 @@ def test_layer_on_the_fla_path_equals_the_torch_path(case, monkeypatch):
         torch.testing.assert_close(state2_fla[key], state2_torch[key], **TOL)
 
 
-@pytest.mark.parametrize("name", ["gla", "retention", "linear_attention", "based", "hgrn2", "deltanet"])
+@pytest.mark.parametrize(
+    "name", ["gla", "retention", "linear_attention", "based", "hgrn2", "deltanet", "mamba"]
+)
 def test_backend_option_is_checked(name):
+    heads = {} if name == "mamba" else {"num_heads": 2}
     with pytest.raises(ConfigError, match="backend"):
-        mixerlab.create_token_mixer(name, dim=16, num_heads=2, backend="triton")
+        mixerlab.create_token_mixer(name, dim=16, **heads, backend="triton")
+
+
+@needs_fla
+def test_mamba_with_negative_eigenvalues_refuses_fla():
+    with pytest.raises(ConfigError, match="negative eigenvalues"):
+        mixerlab.create_token_mixer("mamba", dim=16, allow_negative_eigenvalues=True, backend="fla")
 
 
 def test_auto_and_torch_take_mixerlabs_path_on_cpu_and_in_float64():

@@ -20,6 +20,7 @@ from mixerlab.ops.backends.fla import (
     delta_rule_fla,
     fla_available,
     linear_attention_fla,
+    selective_scan_fla,
     use_fla,
 )
 
@@ -29,5 +30,6 @@ __all__ = [
     "delta_rule_fla",
     "fla_available",
     "linear_attention_fla",
+    "selective_scan_fla",
     "use_fla",
 ]

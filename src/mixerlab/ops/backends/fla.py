@@ -19,6 +19,9 @@ delta rule (``deltanet``)   ``chunk_delta_rule``                  ``scale`` pass
                                                                   default to ``K^-1/2``)
 gated delta rule            ``chunk_gated_delta_rule``            ``g``: log decay ``[B, T, H]``;
 (``gated_deltanet``)                                              ``beta`` given, not in-kernel
+selective scan (``mamba``)  ``chunk_gla``                         one head per channel: ``q = C``,
+                                                                  ``k = B``, ``v = dt x`` (one
+                                                                  value), ``g = dt A``
 ==========================  ====================================  =================================
 
 Shared by all: both libraries use ``[B, T, H, K]`` inputs (fla >= 0.2 is not head-first) and a
@@ -247,3 +250,35 @@ def delta_rule_needs_fallback(owner: str, *tensors: Tensor | None) -> bool:
         return False
     _fallback_warning(owner)
     return True
+
+
+def selective_scan_fla(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    *,
+    state: Tensor | None = None,
+    kernel: Callable[..., tuple[Tensor, Tensor]] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Mamba's selective scan (arXiv:2312.00752) as gated linear attention on fla's ``chunk_gla``,
+    with the contract of :func:`mixerlab.ops.selective_scan.selective_scan_chunk` (no negative
+    eigenvalues)::
+
+        h_t[e, n] = exp(dt_t[e] A[e, n]) h_{t-1}[e, n] + dt_t[e] x_t[e] B_t[n],   y_t[e] = C_t . h_t[e]
+
+    is, per channel ``e`` taken as a head with ``K = N`` keys and one value, GLA's
+    ``S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t``, ``o_t = q_t S_t`` with ``q = C``, ``k = B``
+    (shared by all heads), ``v = dt x`` and the log decay ``g = dt A``. Shapes: ``x, dt: [B, T, E]``,
+    ``A: [E, N]``, ``B, C: [B, T, N]``, ``state: [B, E, N]``; returns ``(y: [B, T, E], [B, E, N])``.
+    """
+    batch, T, E = x.shape
+    N = A.shape[1]
+    q = C[:, :, None, :].expand(batch, T, E, N)
+    k = B[:, :, None, :].expand(batch, T, E, N)
+    v = (dt * x)[..., None]  # [B, T, E, 1]
+    log_decay = dt[..., None] * A  # [B, T, E, N]
+    S0 = None if state is None else state[..., None]  # [B, E, N, 1]
+    o, S = linear_attention_fla(q, k, v, log_decay, S0, kernel=kernel)
+    return o[..., 0], S[..., 0]
