@@ -120,7 +120,7 @@ def test_suites(selection: str, timeout_s: float, failures: list[str]) -> str:
     """Run the device items of the test suites in a subprocess; returns pytest's summary line."""
     if importlib.util.find_spec("pytest") is None:
         return "pytest is not installed here: the test suites were not run"
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", selection, *SUITES]
+    command = [sys.executable, "-m", "pytest", "-rfE", "-p", "no:cacheprovider", "-k", selection, *SUITES]
     if importlib.util.find_spec("xdist") is not None:
         command += ["-n", str(min(8, os.cpu_count() or 1))]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
@@ -143,6 +143,7 @@ def benchmark(device: torch.device, tiny: bool, budget_s: float) -> str:
     """benchmarks/gpu.py's Markdown section (imported by path: benchmarks/ is no package)."""
     spec = importlib.util.spec_from_file_location("mixerlab_benchmark_gpu", ROOT / "benchmarks" / "gpu.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     sizes = module.TINY if tiny else module.Sizes()
     result = module.run(device, sizes, budget_s, None)

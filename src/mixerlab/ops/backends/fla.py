@@ -175,6 +175,7 @@ def linear_attention_fla(
     signature), e.g. by fla's pure-PyTorch reference in the mapping tests.
     """
     state_dtype = q.dtype if initial_state is None else initial_state.dtype
+    q, k = q.to(v.dtype), k.to(v.dtype)  # one dtype for the kernels' matmuls (rotary may widen)
     K, V = q.shape[-1], v.shape[-1]
     per_channel = log_decay is not None and log_decay.dim() == 4
     if kernel is None:
@@ -234,6 +235,7 @@ def delta_rule_fla(
     K = q.shape[-1]
     scale = K**-0.5 if scale is None else scale
     state_dtype = q.dtype if state is None else state.dtype
+    q, k = q.to(v.dtype), k.to(v.dtype)
     common = {"scale": scale, "initial_state": _state_in(state), "output_final_state": True}
     if g is None:
         kernel = kernel or _kernel("chunk_delta_rule")
