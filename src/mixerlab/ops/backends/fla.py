@@ -91,7 +91,10 @@ def use_fla(owner: str, backend: str, x: Tensor) -> bool:
             f"fla's Triton kernels need a CUDA input in {[str(d) for d in FLA_DTYPES]}; got "
             f"{x.device.type} {x.dtype} (use 'auto' to fall back to mixerlab's path)",
         )
-        _ops()  # import now, so a broken install is an error here, not a silent fallback
+        try:
+            _ops()  # import now, so a broken install is an error here, not a silent fallback
+        except ImportError as exc:
+            check(False, owner, "backend", backend, f"flash-linear-attention does not import ({exc})")
         return True
     if not fits or not fla_available():
         return False
