@@ -29,6 +29,7 @@ from mixerlab.ops.backends import fla as backend
 from mixerlab.ops.delta_rule import delta_rule_reference
 from mixerlab.ops.linear_attention import linear_attention_reference
 from mixerlab.ops.selective_scan import selective_scan_reference
+from mixerlab.ops.ssd import ssd_reference
 
 
 def _naive(op: str) -> ModuleType:
@@ -153,6 +154,21 @@ def test_selective_scan_mapping_matches_reference(with_state):
     torch.testing.assert_close(h, h_ref, **TOL)
 
 
+@needs_fla
+@pytest.mark.parametrize("with_state", [False, True])
+def test_ssd_mapping_matches_reference(with_state):
+    g = torch.Generator().manual_seed(3)
+    P, N = 4, 6
+    x, B_, C = rand(B, T, H, P, generator=g), rand(B, T, N, generator=g), rand(B, T, N, generator=g)
+    dt = torch.rand(B, T, H, generator=g, dtype=torch.float64)
+    A = -torch.rand(H, generator=g, dtype=torch.float64) * 2
+    h0 = rand(B, H, P, N, generator=g) if with_state else None
+    y, h = backend.ssd_fla(x, dt, A, B_, C, state=h0, kernel=simple_gla_as_kernel)
+    y_ref, h_ref = ssd_reference(x, dt, A, B_, C, state=h0)
+    torch.testing.assert_close(y, y_ref, **TOL)
+    torch.testing.assert_close(h, h_ref, **TOL)
+
+
 LAYERS = {
     "linear_attention": {"dim": 12, "num_heads": 2, "chunk_size": 8},
     "linear_attention_unnormalised": {
@@ -168,6 +184,7 @@ LAYERS = {
     "deltanet": {"dim": 16, "num_heads": 2, "chunk_size": 8},
     "gated_deltanet": {"dim": 16, "num_heads": 2, "chunk_size": 8},
     "mamba": {"dim": 8, "state_dim": 4, "chunk_size": 8},
+    "mamba2": {"dim": 8, "head_dim": 4, "state_dim": 6, "chunk_size": 8},
 }
 
 
@@ -193,7 +210,7 @@ def test_layer_on_the_fla_path_equals_the_torch_path(case, monkeypatch):
 
     monkeypatch.setattr(backend, "_kernel", kernel)
     monkeypatch.setattr(backend, "use_fla", lambda owner, choice, x: True)
-    for module in ("linear_attention", "delta", "ssm"):
+    for module in ("linear_attention", "delta", "ssm", "mamba2"):
         monkeypatch.setattr(f"mixerlab.layers.token_mixers.{module}.use_fla", backend.use_fla)
     y_fla, state_fla = mixer(x[:, :6])
     y2_fla, state2_fla = mixer(x[:, 6:], state=state_fla)
@@ -207,10 +224,10 @@ def test_layer_on_the_fla_path_equals_the_torch_path(case, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "name", ["gla", "retention", "linear_attention", "based", "hgrn2", "deltanet", "mamba"]
+    "name", ["gla", "retention", "linear_attention", "based", "hgrn2", "deltanet", "mamba", "mamba2"]
 )
 def test_backend_option_is_checked(name):
-    heads = {} if name == "mamba" else {"num_heads": 2}
+    heads = {} if name.startswith("mamba") else {"num_heads": 2}
     with pytest.raises(ConfigError, match="backend"):
         mixerlab.create_token_mixer(name, dim=16, **heads, backend="triton")
 

@@ -21,6 +21,7 @@ from mixerlab.ops.backends.fla import (
     fla_available,
     linear_attention_fla,
     selective_scan_fla,
+    ssd_fla,
     use_fla,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "fla_available",
     "linear_attention_fla",
     "selective_scan_fla",
+    "ssd_fla",
     "use_fla",
 ]

@@ -19,6 +19,8 @@ delta rule (``deltanet``)   ``chunk_delta_rule``                  ``scale`` pass
                                                                   default to ``K^-1/2``)
 gated delta rule            ``chunk_gated_delta_rule``            ``g``: log decay ``[B, T, H]``;
 (``gated_deltanet``)                                              ``beta`` given, not in-kernel
+SSD (``mamba2``)            ``chunk_simple_gla``                  ``q = C``, ``k = B``, ``v = dt x``,
+                                                                  ``g = dt A``; state transposed
 selective scan (``mamba``)  ``chunk_gla``                         one head per channel: ``q = C``,
                                                                   ``k = B``, ``v = dt x`` (one
                                                                   value), ``g = dt A``
@@ -287,3 +289,32 @@ def selective_scan_fla(
     S0 = None if state is None else state[..., None]  # [B, E, N, 1]
     o, S = linear_attention_fla(q, k, v, log_decay, S0, kernel=kernel)
     return o[..., 0], S[..., 0]
+
+
+def ssd_fla(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B_: Tensor,
+    C_: Tensor,
+    *,
+    state: Tensor | None = None,
+    kernel: Callable[..., tuple[Tensor, Tensor]] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Mamba-2's SSD (arXiv:2405.21060) on fla's ``chunk_simple_gla``, with the contract of
+    :func:`mixerlab.ops.ssd.ssd_chunk`::
+
+        h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T,    y_t = h_t C_t       (h: [P, N] per head)
+
+    is simple GLA (one scalar decay per head) with ``q = C``, ``k = B`` (one group: shared by the
+    heads), ``v = dt x`` and ``g = dt A``; fla's state ``[K, V] = [N, P]`` is the transpose of
+    SSD's ``[P, N]``. Shapes: ``x: [B, T, H, P]``, ``dt: [B, T, H]``, ``A: [H]``, ``B_, C_:
+    [B, T, N]``, ``state: [B, H, P, N]``; returns ``(y: [B, T, H, P], [B, H, P, N])``.
+    """
+    batch, T, H, _ = x.shape
+    N = B_.shape[-1]
+    q = C_[:, :, None, :].expand(batch, T, H, N)
+    k = B_[:, :, None, :].expand(batch, T, H, N)
+    S0 = None if state is None else state.transpose(-1, -2)  # [B, H, N, P]
+    o, S = linear_attention_fla(q, k, dt[..., None] * x, dt * A, S0, kernel=kernel)
+    return o, S.transpose(-1, -2)
