@@ -28,16 +28,17 @@ from mixerlab.errors import ConfigError
 from mixerlab.ops.backends import fla as backend
 from mixerlab.ops.delta_rule import delta_rule_reference
 from mixerlab.ops.linear_attention import linear_attention_reference
+from mixerlab.ops.rwkv6 import rwkv6_reference
 from mixerlab.ops.selective_scan import selective_scan_reference
 from mixerlab.ops.ssd import ssd_reference
 
 
-def _naive(op: str) -> ModuleType:
+def _naive(op: str, filename: str = "naive") -> ModuleType:
     """``fla/ops/<op>/naive.py`` loaded by path: ``import fla.ops`` would import every Triton
     kernel, and these references need only torch (so the tests run with ``fla-core`` alone)."""
     spec = importlib.util.find_spec("fla")  # finds the package without running its __init__
-    path = Path(spec.submodule_search_locations[0]) / "ops" / op / "naive.py"
-    module_spec = importlib.util.spec_from_file_location(f"_fla_naive_{op}", path)
+    path = Path(spec.submodule_search_locations[0]) / "ops" / op / f"{filename}.py"
+    module_spec = importlib.util.spec_from_file_location(f"_fla_{op}_{filename}", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module
@@ -46,6 +47,7 @@ def _naive(op: str) -> ModuleType:
 NAIVE = None  # the package is an optional extra (mixerlab[fla])
 if importlib.util.find_spec("fla") is not None:
     NAIVE = {op: _naive(op) for op in ("simple_gla", "gla", "delta_rule", "gated_delta_rule")}
+    NAIVE["rwkv6"] = _naive("rwkv6", "recurrent_naive")
 
 needs_fla = pytest.mark.skipif(NAIVE is None, reason="flash-linear-attention is not installed")
 TOL = {"rtol": 2e-4, "atol": 2e-5}  # float32 rounding of fla's references
@@ -86,7 +88,15 @@ def gated_delta_rule_as_kernel(q, k, v, g, beta, scale=None, initial_state=None,
     )
 
 
+def rwkv6_as_kernel(r, k, v, w, u, scale=None, initial_state=None, output_final_state=False):
+    """``chunk_rwkv6``'s signature on ``naive_recurrent_rwkv6`` (head-first)."""
+    r, k, v, w = (t.transpose(1, 2) for t in (r, k, v, w))
+    o, S = NAIVE["rwkv6"].naive_recurrent_rwkv6(r, k, v, w, u, scale, initial_state, output_final_state)
+    return o.transpose(1, 2), S
+
+
 KERNELS = {
+    "chunk_rwkv6": rwkv6_as_kernel,
     "chunk_simple_gla": simple_gla_as_kernel,
     "chunk_gla": gla_as_kernel,
     "chunk_delta_rule": delta_rule_as_kernel,
@@ -169,6 +179,21 @@ def test_ssd_mapping_matches_reference(with_state):
     torch.testing.assert_close(h, h_ref, **TOL)
 
 
+@needs_fla
+@pytest.mark.parametrize("with_state", [False, True])
+def test_rwkv6_mapping_matches_reference(with_state):
+    g = torch.Generator().manual_seed(4)
+    K, V = 4, 6
+    r, k, v = rand(B, T, H, K, generator=g), rand(B, T, H, K, generator=g), rand(B, T, H, V, generator=g)
+    log_w = -torch.rand(B, T, H, K, generator=g, dtype=torch.float64)
+    u = rand(H, K, generator=g)
+    S0 = rand(B, H, K, V, generator=g) if with_state else None
+    o, S = backend.rwkv6_fla(r, k, v, log_w, u, initial_state=S0, kernel=rwkv6_as_kernel)
+    o_ref, S_ref = rwkv6_reference(r, k, v, log_w, u, initial_state=S0)
+    torch.testing.assert_close(o, o_ref, **TOL)
+    torch.testing.assert_close(S, S_ref, **TOL)
+
+
 LAYERS = {
     "linear_attention": {"dim": 12, "num_heads": 2, "chunk_size": 8},
     "linear_attention_unnormalised": {
@@ -185,6 +210,7 @@ LAYERS = {
     "gated_deltanet": {"dim": 16, "num_heads": 2, "chunk_size": 8},
     "mamba": {"dim": 8, "state_dim": 4, "chunk_size": 8},
     "mamba2": {"dim": 8, "head_dim": 4, "state_dim": 6, "chunk_size": 8},
+    "rwkv6": {"dim": 16, "num_heads": 2, "shift_rank": 4, "decay_rank": 4, "chunk_size": 8},
 }
 
 
@@ -210,7 +236,7 @@ def test_layer_on_the_fla_path_equals_the_torch_path(case, monkeypatch):
 
     monkeypatch.setattr(backend, "_kernel", kernel)
     monkeypatch.setattr(backend, "use_fla", lambda owner, choice, x: True)
-    for module in ("linear_attention", "delta", "ssm", "mamba2"):
+    for module in ("linear_attention", "delta", "ssm", "mamba2", "rwkv6"):
         monkeypatch.setattr(f"mixerlab.layers.token_mixers.{module}.use_fla", backend.use_fla)
     y_fla, state_fla = mixer(x[:, :6])
     y2_fla, state2_fla = mixer(x[:, 6:], state=state_fla)
@@ -224,7 +250,7 @@ def test_layer_on_the_fla_path_equals_the_torch_path(case, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "name", ["gla", "retention", "linear_attention", "based", "hgrn2", "deltanet", "mamba", "mamba2"]
+    "name", ["gla", "retention", "linear_attention", "based", "hgrn2", "deltanet", "mamba", "mamba2", "rwkv6"]
 )
 def test_backend_option_is_checked(name):
     heads = {} if name.startswith("mamba") else {"num_heads": 2}

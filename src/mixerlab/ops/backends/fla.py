@@ -21,6 +21,8 @@ gated delta rule            ``chunk_gated_delta_rule``            ``g``: log dec
 (``gated_deltanet``)                                              ``beta`` given, not in-kernel
 SSD (``mamba2``)            ``chunk_simple_gla``                  ``q = C``, ``k = B``, ``v = dt x``,
                                                                   ``g = dt A``; state transposed
+RWKV-6 ``wkv`` (``rwkv6``)  ``chunk_rwkv6``                       ``w`` = log decay, ``u`` = bonus,
+                                                                  ``scale=1``
 selective scan (``mamba``)  ``chunk_gla``                         one head per channel: ``q = C``,
                                                                   ``k = B``, ``v = dt x`` (one
                                                                   value), ``g = dt A``
@@ -318,3 +320,38 @@ def ssd_fla(
     S0 = None if state is None else state.transpose(-1, -2)  # [B, H, N, P]
     o, S = linear_attention_fla(q, k, dt[..., None] * x, dt * A, S0, kernel=kernel)
     return o, S.transpose(-1, -2)
+
+
+def rwkv6_fla(
+    r: Tensor,
+    k: Tensor,
+    v: Tensor,
+    log_decay: Tensor,
+    bonus: Tensor,
+    *,
+    initial_state: Tensor | None = None,
+    kernel: Callable[..., tuple[Tensor, Tensor]] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """RWKV-6's ``wkv`` (Finch, arXiv:2404.05892) on fla's ``chunk_rwkv6``, with the contract of
+    :func:`mixerlab.ops.rwkv6.rwkv6_chunk`::
+
+        o_t = r_t (S_{t-1} + diag(u) k_t^T v_t),     S_t = diag(w_t) S_{t-1} + k_t^T v_t
+
+    fla's ``w`` is the log decay (``log w_t``, as mixerlab's ``log_decay``) and its ``u`` the bonus;
+    ``scale=1`` because the op reads ``r_t`` as given. Shapes: ``r, k, log_decay: [B, T, H, K]``,
+    ``v: [B, T, H, V]``, ``bonus: [H, K]``, state ``[B, H, K, V]``.
+    """
+    state_dtype = r.dtype if initial_state is None else initial_state.dtype
+    r, k = r.to(v.dtype), k.to(v.dtype)
+    kernel = kernel or _kernel("chunk_rwkv6")
+    o, S = kernel(
+        r,
+        k,
+        v,
+        log_decay,
+        bonus,
+        scale=1.0,
+        initial_state=_state_in(initial_state),
+        output_final_state=True,
+    )
+    return o.to(v.dtype), S.to(state_dtype)
