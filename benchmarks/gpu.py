@@ -41,7 +41,7 @@ from mixerlab.registry import TOKEN_MIXERS
 
 # Measured first, so that a budget cut falls on the long tail: the mixers with peers.
 FIRST = ("attention", "gla", "deltanet", "gated_deltanet", "retention", "linear_attention", "based")
-FIRST += ("hgrn", "hgrn2", "mamba", "mamba2", "mlstm", "mingru", "h3", "lstm", "slstm", "srwm")
+FIRST += ("hgrn", "hgrn2", "rwkv6", "mamba", "mamba2", "mlstm", "mingru", "h3", "lstm", "slstm", "srwm")
 
 
 @dataclass
@@ -195,6 +195,7 @@ def peers(sizes: Sizes) -> list[tuple[str, str, Callable[[], nn.Module]]]:
         ),
         ("fla HGRN2Attention", "hgrn2", fla_layer("HGRN2Attention", expand_ratio=16)),
         ("fla HGRNAttention (real-valued)", "hgrn", fla_layer("HGRNAttention")),
+        ("fla RWKV6Attention", "rwkv6", fla_layer("RWKV6Attention")),
         ("mamba_ssm Mamba2", "mamba2", mamba_ssm),
     ]
 
