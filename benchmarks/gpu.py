@@ -195,7 +195,7 @@ def peers(sizes: Sizes) -> list[tuple[str, str, Callable[[], nn.Module]]]:
         ),
         ("fla HGRN2Attention", "hgrn2", fla_layer("HGRN2Attention", expand_ratio=16)),
         ("fla HGRNAttention (real-valued)", "hgrn", fla_layer("HGRNAttention")),
-        ("fla RWKV6Attention", "rwkv6", fla_layer("RWKV6Attention")),
+        ("fla RWKV6Attention", "rwkv6", fla_layer("RWKV6Attention", expand_k=1.0, expand_v=1.0)),
         ("mamba_ssm Mamba2", "mamba2", mamba_ssm),
     ]
 
