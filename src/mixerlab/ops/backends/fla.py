@@ -30,8 +30,10 @@ selective scan (``mamba``)  ``chunk_gla``                         one head per c
 
 Shared by all: both libraries use ``[B, T, H, K]`` inputs (fla >= 0.2 is not head-first) and a
 state ``[B, H, K, V]`` (key side first; fla's ``state_v_first=False``), so no transposes are
-needed. fla's kernels return the final state in float32; it is cast back to the dtype of the state
-that came in (or of ``q``), as mixerlab's forms do. fla's chunk length is its own (64); mixerlab's
+needed but SSD's. Odd ``K`` or ``V`` (Based's ``1 + F + F^2`` features, the normaliser column) are
+padded with zeros to even sizes, which fla's 16-bit backward requires, and sliced back. fla's
+kernels return the final state in float32; it is cast back to the dtype of the state that came
+in (or of ``q``), as mixerlab's forms do. fla's chunk length is its own (64); mixerlab's
 ``chunk_size`` only shapes mixerlab's forms and never changes the result beyond rounding.
 mixerlab's normalised linear attention carries ``z`` as an extra value column of ones (see
 ``layers/token_mixers/linear_attention.py``), so it needs no separate normaliser kernel.
@@ -61,7 +63,7 @@ from mixerlab.errors import check, check_choice
 BACKENDS = ("auto", "torch", "fla")
 #: dtypes fla's kernels take (Triton's ``tl.dot`` has no float64).
 FLA_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-_INSTALL = "flash-linear-attention is not installed (pip install 'mixerlab[fla]', which needs Triton)"
+_INSTALL = "fla is not installed (pip install 'mixerlab[fla]': fla-core, whose kernels need Triton)"
 
 
 def fla_available() -> bool:
@@ -95,26 +97,32 @@ def use_fla(owner: str, backend: str, x: Tensor) -> bool:
             f"fla's Triton kernels need a CUDA input in {[str(d) for d in FLA_DTYPES]}; got "
             f"{x.device.type} {x.dtype} (use 'auto' to fall back to mixerlab's path)",
         )
-        try:
-            _ops()  # import now, so a broken install is an error here, not a silent fallback
-        except ImportError as exc:
-            check(False, owner, "backend", backend, f"flash-linear-attention does not import ({exc})")
+        # imported now, so that a broken install is an error here, not a silent fallback
+        error = _load()[1]
+        check(error is None, owner, "backend", backend, f"fla is installed but does not import ({error})")
         return True
     if not fits or not fla_available():
         return False
-    try:
-        _ops()
-    except ImportError as exc:
-        _warn_once(
-            f"backend='auto': flash-linear-attention is installed but does not import ({exc}); using torch"
-        )
-        return False
-    return True
+    error = _load()[1]
+    if error is not None:
+        _warn_once(f"backend='auto': fla is installed but does not import ({error}); using torch")
+    return error is None
 
 
 @functools.cache
+def _load() -> tuple[Any, ImportError | None]:
+    """``fla.ops`` (imported once: it compiles nothing, but imports every kernel), or the error."""
+    try:
+        return importlib.import_module("fla.ops"), None
+    except ImportError as exc:
+        return None, exc
+
+
 def _ops() -> Any:
-    return importlib.import_module("fla.ops")
+    ops, error = _load()
+    if error is not None:
+        raise error
+    return ops
 
 
 @functools.cache
