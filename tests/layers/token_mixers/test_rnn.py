@@ -55,15 +55,6 @@ def test_bad_options_name_the_field(name, field, value):
         mixerlab.create_token_mixer(name, dim=8, **{field: value})
 
 
-LSTM_DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (cuDNN)")
-    ),
-]
-
-
-@pytest.mark.parametrize("device", LSTM_DEVICES)
 @pytest.mark.parametrize("training", [True, False])
 def test_lstm_fused_backward_in_train_and_eval_mode(device, training):
     """The fused form's backward works whatever the module mode (cuDNN refuses a backward through
