@@ -11,6 +11,7 @@ import torch.multiprocessing as mp
 
 from mixerlab.errors import ConfigError
 from mixerlab.train import RunConfig, Trainer, from_dict
+from mixerlab.train.config import to_dict
 from mixerlab.train.distributed import (
     DistContext,
     check_shardable,
@@ -109,3 +110,159 @@ def test_shares_are_contiguous_equal_and_cover_the_batch():
     with pytest.raises(ConfigError, match="last batch"):
         check_shardable(100, 16, DistContext(rank=0, world_size=8))  # the last batch has 4
     check_shardable(96, 16, DistContext(rank=1, world_size=2))
+
+
+# -- the real path: `mixerlab train` (train_command) under two ranks, as torchrun runs it -----------
+
+# A tiny character LM: every position is scored, so each rank's mean loss weighs its share like the
+# whole batch does (equal shares, equal token counts) and the averaged gradient is the global one.
+LM_RUN = [
+    "task.name=char_lm",
+    "task.options.seq_len=16",
+    "task.options.num_train=48",
+    "task.options.max_test_chars=256",
+    "model.dim=16",
+    "model.depth=1",
+    "model.mixer=gla",
+    "train.batch_size=16",
+    "train.epochs=3",
+    "train.max_steps=null",
+    "train.target_metric=null",
+    "train.eval_batch_size=64",
+]
+
+
+def _train_rank(rank: int, world: int, port: int, assignments: list[str], folder: str, results) -> None:
+    """One torchrun rank: `mixerlab train` into ``folder``, counting the checkpoints it writes."""
+    import mixerlab.train.trainer as trainer_module
+    from mixerlab.train.distributed import leave
+    from mixerlab.train.run import train_command
+
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
+    saves = []
+    save = trainer_module.save_checkpoint
+    trainer_module.save_checkpoint = lambda path, payload: (
+        saves.append(payload["epoch"]),
+        save(path, payload),
+    )
+    try:
+        row, _ = train_command(
+            None,
+            {},
+            assignments,
+            store=f"{folder}/runs.sqlite",
+            checkpoint=f"{folder}/run.pt",
+            progress=False,
+            log=None,
+        )
+        results.put((rank, saves, [h["loss"] for h in row["history"]], row["metric"], row["steps"]))
+    except Exception as err:  # reported to the test, which would otherwise wait for the row forever
+        results.put((rank, repr(err), None, None, None))
+    finally:
+        leave()
+
+
+def _two_ranks(assignments: list[str], folder) -> list[tuple]:
+    results = mp.get_context("fork").SimpleQueue()
+    procs = mp.start_processes(
+        _train_rank,
+        args=(2, _free_port(), assignments, str(folder), results),
+        nprocs=2,
+        join=False,
+        start_method="fork",
+    )
+    got = sorted(results.get() for _ in range(2))
+    procs.join()
+    return got
+
+
+def _store_rows(path) -> list[dict]:
+    from mixerlab.bench.store import ResultStore
+
+    store = ResultStore(path)
+    try:
+        return store.rows()
+    finally:
+        store.close()
+
+
+def _weights(path) -> dict[str, torch.Tensor]:
+    from mixerlab.train.checkpoint import load_checkpoint
+
+    return load_checkpoint(path)["model"]
+
+
+def _check_two_ranks_follow_one(assignments: list[str], tmp_path) -> None:
+    from mixerlab.train.run import train_command
+
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one, _ = train_command(
+        None,
+        {},
+        assignments,
+        store=tmp_path / "one" / "runs.sqlite",
+        checkpoint=tmp_path / "one" / "run.pt",
+        progress=False,
+        log=None,
+    )
+    curve = [h["loss"] for h in one["history"]]
+    got = _two_ranks(assignments, tmp_path / "two")
+    for rank, saves, losses, metric, steps in got:
+        assert losses is not None, f"rank {rank} failed: {saves}"
+        # Same global batches, same curve and metric on every rank (DDP kept the replicas in step).
+        assert losses == pytest.approx(curve, rel=1e-5), rank
+        assert metric == pytest.approx(one["metric"], rel=1e-5) and steps == one["steps"]
+    # Rank 0 wrote a checkpoint after each of the 3 epochs; rank 1 none; one row in the store.
+    assert [saves for _, saves, *_ in got] == [[1, 2, 3], []]
+    rows = _store_rows(tmp_path / "two" / "runs.sqlite")
+    # The row of the same run (the number of processes is not part of a run's identity).
+    assert [row["run_key"] for row in rows] == [one["run_key"]] and rows[0]["steps"] == one["steps"]
+    # The checkpoint holds whole weights (gathered under FSDP), equal to the one-process run's. The
+    # absolute tolerance is for embedding rows of rare characters: their gradients are ~1e-9, where
+    # the all-reduce's rounding moves Adam's normalised step (it was 2e-5 after 9 steps).
+    single, double = _weights(tmp_path / "one" / "run.pt"), _weights(tmp_path / "two" / "run.pt")
+    assert single.keys() == double.keys()
+    for name in single:
+        torch.testing.assert_close(double[name], single[name], rtol=1e-5, atol=1e-4)
+
+
+def test_torchrun_ddp_train_follows_one_process_and_writes_once(tmp_path):
+    _check_two_ranks_follow_one(LM_RUN, tmp_path)
+
+
+def test_torchrun_fsdp_train_follows_one_process_and_writes_once(tmp_path):
+    _check_two_ranks_follow_one([*LM_RUN, "train.distributed=fsdp"], tmp_path)
+
+
+def _pretend_ranks(monkeypatch, world: int) -> None:
+    """The trainer believes it is rank 0 of ``world`` (no process group: it fails before any collective)."""
+    import mixerlab.train.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "from_environment", lambda backend: DistContext(0, world))
+
+
+def test_a_batch_that_does_not_split_over_the_ranks_is_refused(monkeypatch):
+    _pretend_ranks(monkeypatch, 3)
+    with pytest.raises(ConfigError, match="train.batch_size.*16.*3 processes"):
+        Trainer(config(), progress=False)
+
+
+def test_a_method_that_runs_the_model_piece_by_piece_is_refused(monkeypatch):
+    _pretend_ranks(monkeypatch, 2)
+    run = from_dict(RunConfig, {**to_dict(config()), "method": {"name": "early_exit"}})
+    with pytest.raises(ConfigError, match="method.*early_exit.*2 processes"):
+        Trainer(run, progress=False)
+
+
+def test_the_strategy_is_checked():
+    with pytest.raises(ConfigError, match="train.*distributed.*zero.*'ddp' or 'fsdp'"):
+        from_dict(RunConfig, {"train": {"distributed": "zero"}})

@@ -11,6 +11,15 @@ is the single-process step on the whole global batch (to float rounding of the a
 the loss curve is the same. :func:`check_shardable` refuses a batch size that would give unequal
 shares. Only rank 0 writes checkpoints and results (:attr:`DistContext.is_writer`).
 
+The ranks take every decision together: the loss that is checked for NaN/inf is the mean over
+ranks (:func:`mean_over_ranks`, before the backward pass, so no rank is left waiting in one), a
+stop request or the CPU-time cap on any rank stops all (:func:`agree`), and the metric that
+decides early stopping is rank 0's, sent to the others (:func:`from_writer`).
+
+``train.distributed: fsdp`` shards parameters, gradients and optimiser state over the ranks
+(PyTorch FSDP2, ``fully_shard``) with every :class:`~mixerlab.layers.block.Block` as one unit,
+for models too large for one device; the step is the same as DDP's.
+
 Shapes: a global batch is ``indices [B]``; a rank's share is ``[B / world_size]``.
 """
 
@@ -18,6 +27,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -32,6 +42,8 @@ class DistContext:
 
     rank: int = 0
     world_size: int = 1
+    # The process's index on its machine (torchrun's LOCAL_RANK): its GPU under NCCL.
+    local_rank: int = 0
 
     @property
     def enabled(self) -> bool:
@@ -43,18 +55,39 @@ class DistContext:
         return self.rank == 0
 
 
+def backend_for(device: str | torch.device) -> str:
+    """The collective backend for a training device: NCCL for CUDA, gloo for the CPU."""
+    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
 def from_environment(backend: str | None = None) -> DistContext:
     """The context ``torchrun`` describes in the environment, joining its process group once.
 
     ``backend`` defaults to NCCL when CUDA is available, else gloo. Without ``WORLD_SIZE`` (or
-    with 1) this is a single process: rank 0 of 1, no process group.
+    with 1) this is a single process: rank 0 of 1, no process group. Under NCCL the process
+    takes the GPU of its ``LOCAL_RANK``.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return DistContext()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        dist.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"))
-    return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size())
+        backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+        if backend == "nccl":
+            torch.cuda.set_device(local)
+        dist.init_process_group(backend)
+    return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local)
+
+
+def is_writer_process() -> bool:
+    """Whether this process is rank 0 of its ``torchrun`` job (or a plain process): it prints and writes."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def leave() -> None:
+    """Leave the process group joined by :func:`from_environment` (nothing for a plain process)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def check_shardable(num_examples: int, batch_size: int, ctx: DistContext) -> None:
@@ -77,9 +110,26 @@ def shard(indices: Tensor, ctx: DistContext) -> Tensor:
     return indices[ctx.rank * size : (ctx.rank + 1) * size]
 
 
-def wrap(model: nn.Module, ctx: DistContext) -> nn.Module:
-    """``model`` in DistributedDataParallel when there are several ranks (unchanged otherwise)."""
+def wrap(model: nn.Module, ctx: DistContext, strategy: str = "ddp") -> nn.Module:
+    """The module the training forward pass goes through, averaging gradients over the ranks.
+
+    ``ddp``: ``model`` in DistributedDataParallel (a replica per rank; ``model`` itself stays
+    usable for evaluation and checkpoints). ``fsdp``: ``model`` sharded in place, every
+    :class:`~mixerlab.layers.block.Block` one unit (its parameters gathered for its forward and
+    backward only), then the rest; ``model`` is returned, and every call of it is collective.
+    Unchanged when there is one rank.
+    """
     if not ctx.enabled:
+        return model
+    if strategy == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        from mixerlab.layers.block import Block
+
+        for module in list(model.modules()):
+            if isinstance(module, Block):
+                fully_shard(module)
+        fully_shard(model)
         return model
     device = next(model.parameters()).device
     ids = [device.index] if device.type == "cuda" else None
@@ -90,6 +140,28 @@ def mean_over_ranks(value: Tensor, ctx: DistContext) -> Tensor:
     """The mean of a scalar over the ranks (the global batch's loss, for the log)."""
     if not ctx.enabled:
         return value.detach()
-    total = value.detach().clone()
+    total = value.detach().float().clone()
     dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return total / ctx.world_size
+
+
+def agree(flag: bool, ctx: DistContext) -> bool:
+    """True on every rank when it is true on any (a stop request, a spent CPU budget)."""
+    if not ctx.enabled:
+        return flag
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    value = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+T = TypeVar("T")
+
+
+def from_writer(value: T, ctx: DistContext) -> T:
+    """Rank 0's ``value`` on every rank (a picklable object: metrics, a stored row)."""
+    if not ctx.enabled:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
