@@ -271,6 +271,22 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
+        result = self._fit()
+        if self.dist.enabled and self.config.train.distributed == "fsdp":
+            # What follows training (costs, saving the model) reads a plain module, not shards.
+            self.model = self._whole_model()
+        return result
+
+    def _whole_model(self) -> nn.Module:
+        """A plain copy of the FSDP-sharded model on every rank, its weights gathered from all."""
+        from torch.distributed.checkpoint import state_dict as dcp
+
+        state = dcp.get_model_state_dict(self.model, options=dcp.StateDictOptions(full_state_dict=True))
+        model = self.method.wrap(build_model(self.config.model, self.task).to(self.device))
+        model.load_state_dict(state)
+        return model
+
+    def _fit(self) -> TrainResult:
         cfg = self.config.train
         model, data = self.model, self.train_data
         num, world = len(data), self.dist.world_size
