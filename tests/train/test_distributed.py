@@ -132,10 +132,16 @@ LM_RUN = [
 ]
 
 
-def _train_rank(rank: int, world: int, port: int, assignments: list[str], folder: str, results) -> None:
-    """One torchrun rank: `mixerlab train` into ``folder``, counting the checkpoints it writes."""
+def _train_rank(
+    rank: int, world: int, port: int, assignments: list[str], folder: str, stop_after: int | None, results
+) -> None:
+    """One torchrun rank: `mixerlab train` into ``folder``, counting the checkpoints it writes.
+
+    ``stop_after``: rank 0 alone is asked to stop (Ctrl-C) after that many steps.
+    """
     import mixerlab.train.trainer as trainer_module
     from mixerlab.train.distributed import leave
+    from mixerlab.train.interrupts import Interrupted
     from mixerlab.train.run import train_command
 
     os.environ.update(
@@ -147,12 +153,18 @@ def _train_rank(rank: int, world: int, port: int, assignments: list[str], folder
             "MASTER_PORT": str(port),
         }
     )
-    saves = []
-    save = trainer_module.save_checkpoint
-    trainer_module.save_checkpoint = lambda path, payload: (
-        saves.append(payload["epoch"]),
-        save(path, payload),
-    )
+    saves, save, polls = [], trainer_module.save_checkpoint, []
+
+    def counted(path, payload) -> None:
+        saves.append(payload["epoch"])
+        save(path, payload)
+
+    def should_stop() -> bool:
+        polls.append(1)
+        return rank == 0 and stop_after is not None and len(polls) > stop_after
+
+    trainer_module.save_checkpoint = counted  # this forked process's own module
+    batches = _record_batches(trainer_module)
     try:
         row, _ = train_command(
             None,
@@ -162,19 +174,35 @@ def _train_rank(rank: int, world: int, port: int, assignments: list[str], folder
             checkpoint=f"{folder}/run.pt",
             progress=False,
             log=None,
+            should_stop=should_stop,
         )
-        results.put((rank, saves, [h["loss"] for h in row["history"]], row["metric"], row["steps"]))
+        losses = [h["loss"] for h in row["history"]]
+        results.put((rank, saves, losses, row["metric"], row["steps"], batches))
+    except Interrupted:
+        results.put((rank, saves, "interrupted", None, len(polls), batches))
     except Exception as err:  # reported to the test, which would otherwise wait for the row forever
-        results.put((rank, repr(err), None, None, None))
+        results.put((rank, repr(err), None, None, None, batches))
     finally:
         leave()
 
 
-def _two_ranks(assignments: list[str], folder) -> list[tuple]:
+def _record_batches(trainer_module) -> list[tuple[int, int]]:
+    """Make the trainer's step record each batch it trains on: (examples, sum of the token ids)."""
+    batches, step = [], trainer_module.train_step
+
+    def recorded(model, batch, **kwargs):
+        batches.append((len(batch["targets"]), int(batch["inputs"].sum())))
+        return step(model, batch, **kwargs)
+
+    trainer_module.train_step = recorded
+    return batches
+
+
+def _two_ranks(assignments: list[str], folder, stop_after: int | None = None) -> list[tuple]:
     results = mp.get_context("fork").SimpleQueue()
     procs = mp.start_processes(
         _train_rank,
-        args=(2, _free_port(), assignments, str(folder), results),
+        args=(2, _free_port(), assignments, str(folder), stop_after, results),
         nprocs=2,
         join=False,
         start_method="fork",
@@ -200,29 +228,50 @@ def _weights(path) -> dict[str, torch.Tensor]:
     return load_checkpoint(path)["model"]
 
 
-def _check_two_ranks_follow_one(assignments: list[str], tmp_path) -> None:
+def _check_two_ranks_follow_one(assignments: list[str], tmp_path, *, interrupt: bool = False) -> None:
+    """Two ranks against one process; ``interrupt``: stopped in epoch 2 first, then resumed."""
+    import mixerlab.train.trainer as trainer_module
     from mixerlab.train.run import train_command
 
+    step = trainer_module.train_step
+    single_batches = _record_batches(trainer_module)
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
-    one, _ = train_command(
-        None,
-        {},
-        assignments,
-        store=tmp_path / "one" / "runs.sqlite",
-        checkpoint=tmp_path / "one" / "run.pt",
-        progress=False,
-        log=None,
-    )
+    try:
+        one, _ = train_command(
+            None,
+            {},
+            assignments,
+            store=tmp_path / "one" / "runs.sqlite",
+            checkpoint=tmp_path / "one" / "run.pt",
+            progress=False,
+            log=None,
+        )
+    finally:
+        trainer_module.train_step = step
     curve = [h["loss"] for h in one["history"]]
+    epochs = [1, 2, 3]
+    if interrupt:
+        # Rank 0 alone is asked to stop at step 5 (of 3 per epoch): both stop there, none waits.
+        stopped = _two_ranks(assignments, tmp_path / "two", stop_after=4)
+        assert [(saves, losses, polls) for _, saves, losses, _, polls, _ in stopped] == [
+            ([1], "interrupted", 5),
+            ([], "interrupted", 5),
+        ]
+        epochs = [2, 3]  # the resumed run starts after the checkpoint of epoch 1
     got = _two_ranks(assignments, tmp_path / "two")
-    for rank, saves, losses, metric, steps in got:
+    for rank, saves, losses, metric, steps, _ in got:
         assert losses is not None, f"rank {rank} failed: {saves}"
         # Same global batches, same curve and metric on every rank (DDP kept the replicas in step).
         assert losses == pytest.approx(curve, rel=1e-5), rank
         assert metric == pytest.approx(one["metric"], rel=1e-5) and steps == one["steps"]
-    # Rank 0 wrote a checkpoint after each of the 3 epochs; rank 1 none; one row in the store.
-    assert [saves for _, saves, *_ in got] == [[1, 2, 3], []]
+    # Each rank trained on half of every global batch, and the halves make up the whole.
+    shares = [batches for *_, batches in got]
+    assert {size for share in shares for size, _ in share} == {8}
+    resumed = single_batches[len(single_batches) - len(shares[0]) :]
+    assert [a + b for (_, a), (_, b) in zip(*shares)] == [total for _, total in resumed]
+    # Rank 0 wrote a checkpoint after each epoch; rank 1 none; one row in the store.
+    assert [saves for _, saves, *_ in got] == [epochs, []]
     rows = _store_rows(tmp_path / "two" / "runs.sqlite")
     # The row of the same run (the number of processes is not part of a run's identity).
     assert [row["run_key"] for row in rows] == [one["run_key"]] and rows[0]["steps"] == one["steps"]
@@ -239,8 +288,8 @@ def test_torchrun_ddp_train_follows_one_process_and_writes_once(tmp_path):
     _check_two_ranks_follow_one(LM_RUN, tmp_path)
 
 
-def test_torchrun_fsdp_train_follows_one_process_and_writes_once(tmp_path):
-    _check_two_ranks_follow_one([*LM_RUN, "train.distributed=fsdp"], tmp_path)
+def test_torchrun_fsdp_train_stopped_and_resumed_follows_one_process(tmp_path):
+    _check_two_ranks_follow_one([*LM_RUN, "train.distributed=fsdp"], tmp_path, interrupt=True)
 
 
 def _pretend_ranks(monkeypatch, world: int) -> None:
