@@ -4,12 +4,14 @@
 ``RANK`` / ``WORLD_SIZE`` / ``MASTER_ADDR`` / ``MASTER_PORT``; :func:`from_environment` joins
 the process group they describe (a plain process is rank 0 of 1, and nothing changes).
 
-Every rank builds the same model from the run's seed and draws the same epoch order from the
-task seed; each takes its contiguous share of every global batch (:func:`shard`). DDP averages
-the ranks' gradients, so with equal shares and a loss that is a mean over examples, a step
-is the single-process step on the whole global batch (to float rounding of the all-reduce), and
-the loss curve is the same. :func:`check_shardable` refuses a batch size that would give unequal
-shares. Only rank 0 writes checkpoints and results (:attr:`DistContext.is_writer`).
+Every rank builds the same model from the run's seed and draws the same epoch order from it;
+each takes its contiguous share of every global batch (:func:`shard`). DDP averages the ranks'
+gradients, so with equal shares and a loss that is a mean over examples, a step is the
+single-process step on the whole global batch (to float rounding of the all-reduce), and the
+loss curve is the same. (A token loss whose shares hold different numbers of scored positions
+weighs each share equally instead of each token: close to the one-process step, not equal.)
+:func:`check_shardable` refuses a batch size that would give unequal shares. Only rank 0 writes
+checkpoints and results (:attr:`DistContext.is_writer`).
 
 The ranks take every decision together: the loss that is checked for NaN/inf is the mean over
 ranks (:func:`mean_over_ranks`, before the backward pass, so no rank is left waiting in one), a
@@ -18,7 +20,10 @@ decides early stopping is rank 0's, sent to the others (:func:`from_writer`).
 
 ``train.distributed: fsdp`` shards parameters, gradients and optimiser state over the ranks
 (PyTorch FSDP2, ``fully_shard``) with every :class:`~mixerlab.layers.block.Block` as one unit,
-for models too large for one device; the step is the same as DDP's.
+for models too large for one device; the step is the same as DDP's. Checkpoints hold the
+whole weights and optimiser state (gathered from the shards, keyed by parameter name), so an
+FSDP run resumes with any number (two or more) of processes; after training the model is
+gathered into a plain module for what follows (costs, saving). Transforms are refused with it.
 
 Shapes: a global batch is ``indices [B]``; a rank's share is ``[B / world_size]``.
 """
