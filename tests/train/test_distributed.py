@@ -114,13 +114,16 @@ def test_shares_are_contiguous_equal_and_cover_the_batch():
 
 # -- the real path: `mixerlab train` (train_command) under two ranks, as torchrun runs it -----------
 
-# A tiny character LM: every position is scored, so each rank's mean loss weighs its share like the
-# whole batch does (equal shares, equal token counts) and the averaged gradient is the global one.
+# A tiny LM on MQAR with 2 or 4 queries per example: a rank's share holds fewer or more scored
+# tokens than the other's, so its loss must be weighted by its token count to follow one process.
 LM_RUN = [
-    "task.name=char_lm",
+    "task.name=mqar",
+    "task.options.vocab_size=32",
     "task.options.seq_len=16",
+    "task.options.num_kv_pairs=[2,4]",
+    "task.options.test_num_kv_pairs=[2,4]",
     "task.options.num_train=48",
-    "task.options.max_test_chars=256",
+    "task.options.num_test=32",
     "model.dim=16",
     "model.depth=1",
     "model.mixer=gla",

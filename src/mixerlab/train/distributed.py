@@ -6,15 +6,15 @@ the process group they describe (a plain process is rank 0 of 1, and nothing cha
 
 Every rank builds the same model from the run's seed and draws the same epoch order from it;
 each takes its contiguous share of every global batch (:func:`shard`). DDP averages the ranks'
-gradients, so with equal shares and a loss that is a mean over examples, a step is the
-single-process step on the whole global batch (to float rounding of the all-reduce), and the
-loss curve is the same. (A token loss whose shares hold different numbers of scored positions
-weighs each share equally instead of each token: close to the one-process step, not equal.)
+gradients; each rank's loss, a mean over its scored targets, is first weighted by its share of
+the global batch's scored targets (:func:`weigh_share`: shares of MQAR examples with 2 and 4
+queries hold different numbers), so a step is the single-process step on the whole global
+batch (to float rounding of the all-reduce), and the loss curve is the same.
 :func:`check_shardable` refuses a batch size that would give unequal shares. Only rank 0 writes
 checkpoints and results (:attr:`DistContext.is_writer`).
 
-The ranks take every decision together: the loss that is checked for NaN/inf is the mean over
-ranks (:func:`mean_over_ranks`, before the backward pass, so no rank is left waiting in one), a
+The ranks take every decision together: the loss that is checked for NaN/inf is the global
+batch's (:func:`weigh_share`, before the backward pass, so no rank is left waiting in one), a
 stop request or the CPU-time cap on any rank stops all (:func:`agree`), and the metric that
 decides early stopping is rank 0's, sent to the others (:func:`from_writer`).
 
@@ -39,6 +39,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from mixerlab.errors import check
+from mixerlab.train.objectives import IGNORE
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,28 @@ def mean_over_ranks(value: Tensor, ctx: DistContext) -> Tensor:
     total = value.detach().float().clone()
     dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return total / ctx.world_size
+
+
+def scored_count(targets: Tensor) -> Tensor:
+    """How many terms an objective's loss averages over: scored positions of class or token
+    targets (``-100`` marks the others), every element of real-valued ones."""
+    if targets.dtype.is_floating_point:
+        return torch.tensor(float(targets.numel()), device=targets.device)
+    return (targets != IGNORE).sum().float()
+
+
+def weigh_share(loss: Tensor, targets: Tensor, ctx: DistContext) -> tuple[Tensor, Tensor]:
+    """``(loss to backpropagate, the global batch's loss)`` for a rank's mean ``loss`` over ``targets``.
+
+    With ``n_r`` scored targets on rank ``r`` of ``R`` and ``N = sum n_r``, backpropagating
+    ``R n_r / N x loss_r`` makes DDP's average of the ranks' gradients the gradient of the global
+    mean ``sum n_r loss_r / N``, which is returned (detached, the same on every rank): one
+    all-reduce of ``[n_r loss_r, n_r]``.
+    """
+    count = scored_count(targets).to(loss.device)
+    sums = torch.stack([loss.detach().float() * count, count])
+    dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+    return loss * (ctx.world_size * count / sums[1]), sums[0] / sums[1]
 
 
 def agree(flag: bool, ctx: DistContext) -> bool:

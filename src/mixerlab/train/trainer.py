@@ -52,8 +52,8 @@ from mixerlab.train.distributed import (
     check_shardable,
     from_environment,
     from_writer,
-    mean_over_ranks,
     shard,
+    weigh_share,
     wrap,
 )
 from mixerlab.train.evaluate import evaluate, objective_of
@@ -175,13 +175,16 @@ def train_step(
 
     Data-parallel: the forward pass goes through ``replica`` (``model`` wrapped by
     :func:`~mixerlab.train.distributed.wrap`, whose backward averages the gradients over the
-    ranks of ``ctx``) and the loss returned is the mean over ranks, taken before the backward
-    pass so that a NaN on any rank skips the step on all.
+    ranks of ``ctx``), the loss is weighted by this rank's share of the scored targets and the
+    loss returned is the global batch's, taken before the backward pass so that a NaN on any
+    rank skips the step on all.
     """
     device_type = next(model.parameters()).device.type
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
         loss, _ = method.loss(model if replica is None else replica, batch, objective, step)
-    reported = loss if ctx is None or not ctx.enabled else mean_over_ranks(loss, ctx)
+    reported = loss
+    if ctx is not None and ctx.enabled:
+        loss, reported = weigh_share(loss, batch["targets"], ctx)
     if not torch.isfinite(reported):
         return reported
     optimizer.zero_grad(set_to_none=True)
