@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 
@@ -318,3 +319,35 @@ def test_a_method_that_runs_the_model_piece_by_piece_is_refused(monkeypatch):
 def test_the_strategy_is_checked():
     with pytest.raises(ConfigError, match="train.*distributed.*zero.*'ddp' or 'fsdp'"):
         from_dict(RunConfig, {"train": {"distributed": "zero"}})
+
+
+def _weigh_rank(rank: int, world: int, port: int, results) -> None:
+    """A rank's share of the global loss: 2 scored targets on rank 0, 1 on rank 1."""
+    from mixerlab.train.distributed import weigh_share
+
+    os.environ.update(
+        {"RANK": str(rank), "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    )
+    ctx = from_environment("gloo")
+    try:
+        targets = torch.tensor([[1, 2, -100]]) if rank == 0 else torch.tensor([[-100, 3, -100]])
+        weighted, reported = weigh_share(torch.tensor([2.0, 5.0][rank]), targets, ctx)
+        _, diverged = weigh_share(torch.tensor([2.0, float("nan")][rank]), targets, ctx)
+        results.put((rank, float(weighted), float(reported), float(diverged)))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_each_rank_weighs_its_loss_by_its_scored_targets_and_a_nan_anywhere_is_seen_everywhere():
+    results = mp.get_context("fork").SimpleQueue()
+    procs = mp.start_processes(
+        _weigh_rank, args=(2, _free_port(), results), nprocs=2, join=False, start_method="fork"
+    )
+    (_, w0, r0, d0), (_, w1, r1, d1) = sorted(results.get() for _ in range(2))
+    procs.join()
+    # The global mean over the 3 scored targets is (2 x 2.0 + 1 x 5.0) / 3; DDP averages the
+    # weighted losses' gradients, (w0 + w1) / 2, which must be that mean.
+    assert r0 == r1 == pytest.approx(3.0) and (w0 + w1) / 2 == pytest.approx(3.0)
+    assert w0 == pytest.approx(2 * 2 / 3 * 2.0) and w1 == pytest.approx(2 * 1 / 3 * 5.0)
+    # A NaN on rank 1 alone is the global loss on both, so both skip the backward pass.
+    assert math.isnan(d0) and math.isnan(d1)
