@@ -32,6 +32,28 @@ from mixerlab.ops.linear_attention import linear_attention_chunk
 from mixerlab.ops.precision import widen
 
 
+class _SymmetricSolve(torch.autograd.Function):
+    """``x = M^-1 q`` for symmetric positive definite ``M: [..., K, K]`` and ``q: [..., K]``, by Cholesky.
+
+    The backward is the implicit one, ``dq = M^-1 dx`` (one more solve with the saved factor) and
+    ``dM = -dq x^T``, instead of differentiating through the factorisation, which costs several
+    factorisations' worth and dominated the layer's backward.
+    """
+
+    @staticmethod
+    def forward(ctx, m: Tensor, q: Tensor) -> Tensor:
+        chol = torch.linalg.cholesky(m)
+        x = torch.cholesky_solve(q[..., None], chol)[..., 0]
+        ctx.save_for_backward(chol, x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad_x: Tensor) -> tuple[Tensor, Tensor]:
+        chol, x = ctx.saved_tensors
+        grad_q = torch.cholesky_solve(grad_x[..., None], chol)[..., 0]
+        return -grad_q[..., :, None] * x[..., None, :], grad_q
+
+
 def mesa_chunk(
     q: Tensor,
     k: Tensor,
@@ -74,9 +96,8 @@ def mesa_chunk(
         state = decay_n[..., None] * state + last_n
     h_t = local + g.exp()[..., None] * torch.stack(starts, dim=2)[..., None, :]
     h_t = rearrange(h_t, "b h n c (i j) -> b h n c i j", i=K)
-    chol = torch.linalg.cholesky(h_t + torch.diag_embed(lam)[None, :, None, None])
     q_blocks = rearrange(qp, "b (n c) h k -> b h n c k", c=C)
-    x = torch.cholesky_solve(q_blocks[..., None], chol)[..., 0]
+    x = _SymmetricSolve.apply(h_t + torch.diag_embed(lam)[None, :, None, None], q_blocks)
     x = rearrange(x, "b h n c k -> b (n c) h k")[:, :T]
     o, h_kv = linear_attention_chunk(x, bk, v, log_decay, initial_state=h_kv, chunk_size=C)
     return o.to(out_dtype), (rearrange(state, "b h (i j) -> b h i j", i=K), h_kv)
