@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
 from mixerlab.ops.lizard import lizard_chunk, lizard_recurrent, lizard_reference
-from mixerlab.ops.rotary import rotary
+from mixerlab.ops.rotary import rotary, rotary_tables
 from mixerlab.registry import TOKEN_MIXERS
 
 
@@ -148,12 +148,14 @@ class Lizard(TokenMixer):
         Tk = k_all.shape[1]
         q_window = q_meta = q
         k_rot = k_all
-        if self.rotary_base is not None:
+        if self.rotary_base is not None:  # one table for the keys' positions serves all three
             positions = torch.arange(Tk, device=x.device)
+            cos, sin = rotary_tables(positions, self.head_dim, x.dtype, self.rotary_base)
+            k_rot = rotary(k_all, positions, tables=(cos, sin))
             q_pos = positions[Tk - T :]
-            q_window = rotary(q, q_pos, self.rotary_base)
-            q_meta = rotary(q, q_pos.clamp(max=self.num_meta + self.window - 1), self.rotary_base)
-            k_rot = rotary(k_all, positions, self.rotary_base)
+            q_window = rotary(q, q_pos, tables=(cos[Tk - T :], sin[Tk - T :]))
+            meta_pos = q_pos.clamp(max=self.num_meta + self.window - 1)
+            q_meta = rotary(q, meta_pos, tables=(cos[meta_pos], sin[meta_pos]))
         phi_q, phi_k = self._features(q), self._features(k)
         log_decay = F.logsigmoid(self.gate_up(self.gate_down(x))) / self.gate_temperature
         log_decay = rearrange(log_decay, "b t (h f) -> b t h f", h=H)
