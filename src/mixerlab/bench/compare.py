@@ -663,6 +663,7 @@ def compare(
     log(
         f"sweep {sweep.name!r}: {len(runs)} runs on {names}, {summary.skipped_done} already in "
         f"{results.url}, {len(todo)} to run with {workers} worker(s)"
+        + (" on Ray" if executor == "ray" else "")
     )
     checkpoint_dir = str(out / "checkpoints")
 
