@@ -14,10 +14,13 @@ from mixerlab.bench.compare import compare, run_one
 from mixerlab.bench.defaults import TINY_SWEEP
 from mixerlab.errors import ConfigError
 from mixerlab.train.config import RunConfig, from_dict
+from mixerlab.train.interrupts import Interrupted
 from mixerlab.train.loggers import run_name
 from mixerlab.train.schedules import warmup_cosine
+from mixerlab.train.trainer import Trainer
 
-# 64 examples in batches of 32 for 2 epochs: 4 optimiser steps, an evaluation after steps 2 and 4.
+# 64 examples in batches of 32 for 2 epochs: 4 optimiser steps (logged at 1..4), an evaluation
+# after steps 2 and 4.
 RUN = {
     "task": {
         "name": "mqar",
@@ -70,7 +73,7 @@ def test_tensorboard_logger_writes_config_step_losses_evaluations_and_costs(tmp_
     events = EventAccumulator(str(tmp_path / "tensorboard" / "tiny" / run_name(config)))
     events.Reload()
     losses = events.Scalars("train/loss")
-    assert [e.step for e in losses] == [0, 1, 2, 3]
+    assert [e.step for e in losses] == [1, 2, 3, 4]
     # The per-step losses are the ones the epoch records average.
     for epoch, record in enumerate(row["history"]):
         mean = sum(e.value for e in losses[2 * epoch : 2 * epoch + 2]) / 2
@@ -106,9 +109,11 @@ def test_mlflow_logger_writes_params_metrics_costs_and_the_config_to_a_local_fil
     assert run.data.params["task.options.num_kv_pairs"] == "[2]"
     history = client.get_metric_history(run.info.run_id, "train/loss")
     by_step = {m.step: m.value for m in history}
-    assert sorted(by_step) == [0, 1, 2, 3]
+    assert sorted(by_step) == [1, 2, 3, 4]
     for epoch, record in enumerate(row["history"]):
-        assert (by_step[2 * epoch] + by_step[2 * epoch + 1]) / 2 == pytest.approx(record["loss"], rel=1e-6)
+        assert (by_step[2 * epoch + 1] + by_step[2 * epoch + 2]) / 2 == pytest.approx(
+            record["loss"], rel=1e-6
+        )
     lrs = [
         m.value for m in sorted(client.get_metric_history(run.info.run_id, "train/lr"), key=lambda m: m.step)
     ]
@@ -149,3 +154,41 @@ def test_a_sweep_logs_each_run_and_the_report_plots_to_both_loggers(tmp_path):
     assert len(runs) == 2 and "report" in runs
     artifacts = {Path(a.path).name for a in client.list_artifacts(runs["report"].info.run_id, "report")}
     assert artifacts == {Path(p).name for p in summary.report["pngs"].values()}
+
+
+def test_a_resumed_run_logs_each_step_once_in_both_loggers(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard logger needs the track extra")
+    pytest.importorskip("mlflow", reason="the mlflow logger needs the track extra")
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = from_dict(RunConfig, {**RUN, "train": {**RUN["train"], "loggers": ["tensorboard", "mlflow"]}})
+    checkpoint = tmp_path / "run.pt"
+    polls = []
+
+    def stop_before_the_fourth_step() -> bool:
+        polls.append(1)
+        return len(polls) > 3
+
+    # Stopped after step 2 (epoch 2 half done): the checkpoint is from the end of epoch 1.
+    first = Trainer(config, checkpoint_path=checkpoint, progress=False, log_dir=tmp_path, log_group="resume")
+    first.should_stop = stop_before_the_fourth_step
+    with pytest.raises(Interrupted):
+        first.fit()
+    first.close("interrupted")
+    second = Trainer(config, checkpoint_path=checkpoint, progress=False, log_dir=tmp_path, log_group="resume")
+    result = second.fit()
+    second.close(result.status)
+    assert result.steps == 4 and len(polls) == 4
+
+    events = EventAccumulator(str(tmp_path / "tensorboard" / "resume" / run_name(config)))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
+    assert [e.step for e in events.Scalars("eval/accuracy")] == [2, 4]
+    client = MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("resume").experiment_id])
+    assert run.info.status == "FINISHED"
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
+    assert steps == [1, 2, 3, 4]
+    accuracy = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "eval/accuracy"))
+    assert [step for step, _ in accuracy] == [2, 4] and accuracy[-1][1] == result.metrics.value

@@ -45,7 +45,7 @@ class RunLogger(Protocol):
         """The run's config (nested dicts), once at the start."""
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        """Scalars at an optimiser step (``train/loss``, ``eval/accuracy``, ``cost/params``, ...)."""
+        """Scalars after ``step`` optimiser updates (``train/loss``, ``eval/accuracy``, ``cost/params``)."""
 
     def log_images(self, images: Mapping[str, str | os.PathLike]) -> None:
         """PNG files by name (the report's plots)."""
@@ -190,8 +190,11 @@ class TensorBoardLogger:
         from torch.utils.tensorboard import SummaryWriter
 
         self.path = Path(dir if dir is not None else root / "tensorboard") / safe_name(group) / run_name
-        # purge_step: events a killed run wrote after its last checkpoint are hidden on resume.
-        self.writer = SummaryWriter(log_dir=str(self.path), purge_step=resume_step or None)
+        # purge_step: what a killed run logged after its last checkpoint (steps after resume_step)
+        # is hidden on resume, as the resumed run logs those steps again.
+        self.writer = SummaryWriter(
+            log_dir=str(self.path), purge_step=resume_step + 1 if resume_step else None
+        )
         self.step = resume_step
 
     def log_config(self, config: Mapping[str, Any]) -> None:
@@ -237,7 +240,8 @@ class MLflowLogger:
     ``mlflow ui --backend-store-uri <that uri>``); any MLflow URI (``sqlite:///...``, a server)
     works too. MLflow 3 keeps the file store in maintenance mode and refuses it unless
     ``MLFLOW_ALLOW_FILE_STORE`` is set: a ``file:`` URI sets it (unless the user set it already).
-    Step metrics are buffered and written once per epoch, in one batch.
+    Step metrics are buffered and written once per epoch, in one batch; a resumed run continues
+    the MLflow run of the same name, from the step of its checkpoint.
     """
 
     def __init__(
@@ -273,6 +277,7 @@ class MLflowLogger:
             )
         if previous:
             self.run_id = previous[0].info.run_id
+            self.client.update_run(self.run_id, status="RUNNING")
         else:
             tags = {"mixerlab.run": run_name}
             self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
@@ -303,5 +308,8 @@ class MLflowLogger:
             self.client.log_batch(self.run_id, metrics=pending[start : start + 1000])
 
     def close(self, status: str = "finished") -> None:
+        if status == "interrupted":
+            # Steps after the last checkpoint: a resumed run trains and logs them again.
+            self.pending = []
         self.flush()
         self.client.set_terminated(self.run_id, status=_MLFLOW_STATUS.get(status, "FINISHED"))

@@ -314,13 +314,14 @@ class Trainer:
                         )
                         self.log(result.message)
                         return result
+                    used_lr = optimizer.param_groups[0]["lr"]
+                    scheduler.step()
+                    result.steps += 1
                     if self.loggers:
-                        used_lr = optimizer.param_groups[0]["lr"]
+                        # At the number of updates made, as the evaluations after each epoch.
                         self.loggers.log_metrics(
                             {"train/loss": loss.item(), "train/lr": used_lr}, result.steps
                         )
-                    scheduler.step()
-                    result.steps += 1
                     result.train_examples += len(batch["targets"])
                     result.train_tokens += tokens_per_example(model, batch["inputs"]) * len(batch["targets"])
                     losses.append(loss.detach())
@@ -366,7 +367,6 @@ class Trainer:
                     break
         finally:
             bar.close()
-            self.loggers.flush()
         return result
 
     def close(self, status: str = "finished") -> None:
