@@ -5,8 +5,9 @@ two fresh stores: with ``executor="local"`` (a pool of ``--workers`` spawned pro
 ``executor="ray"`` (a local Ray instance of ``--workers`` CPUs that ``compare`` starts and stops,
 so its start-up is counted). No report is written. With ``--repeats`` the two alternate (local
 first, then Ray first, ...) and each figure is the median with min-max. The table gives the wall
-times, the ratio Ray / local of the medians, and whether both executors stored the same metrics
-for the same run keys.
+times, the ratio Ray / local of the medians, the training CPU seconds of all runs (summed over
+the runs, median over repeats: the work itself, which the load of a shared machine does not
+change), and whether both executors stored the same metrics for the same run keys.
 
     python benchmarks/ray_overhead.py --tiny --repeats 3
     python benchmarks/ray_overhead.py --seeds 0 --set train.max_steps=100
@@ -35,6 +36,7 @@ def main() -> None:
     sweep = build_sweep(None, tiny=args.tiny, lists={"seeds": args.seeds}, assignments=args.assignments)
     quiet = lambda message: None  # noqa: E731
     walls: dict[str, list[float]] = {"local": [], "ray": []}
+    cpu: dict[str, list[float]] = {"local": [], "ray": []}
     metrics: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as root:
         for repeat in range(args.repeats):
@@ -49,14 +51,15 @@ def main() -> None:
                 assert not summary.failed, summary.failed
                 rows = ResultStore(out / "results.sqlite").rows()
                 metrics.append({r["run_key"]: r["metric"] for r in rows})
+                cpu[executor].append(sum(r["train_cpu_seconds"] for r in rows))
     median = {executor: statistics.median(times) for executor, times in walls.items()}
     print(f"sweep {sweep.name!r}: {len(metrics[0])} runs, {args.workers} workers, {args.repeats} repeat(s)")
-    print("| executor | wall s (median) | min-max | ratio to local |")
-    print("|---|---|---|---|")
+    print("| executor | wall s (median) | min-max | ratio to local | train CPU s of the runs |")
+    print("|---|---|---|---|---|")
     for executor, times in walls.items():
         print(
             f"| {executor} | {median[executor]:.1f} | {min(times):.1f}-{max(times):.1f} | "
-            f"{median[executor] / median['local']:.2f} |"
+            f"{median[executor] / median['local']:.2f} | {statistics.median(cpu[executor]):.1f} |"
         )
     print(f"same metrics for the same run keys: {all(m == metrics[0] for m in metrics)}")
 
