@@ -636,7 +636,7 @@ def compare(
     finishes. Everything is checked before anything is created or run: the sweep, every model
     at every width, the store, the executor. Ctrl-C: see the module docstring.
     """
-    from mixerlab.bench.store import ResultStore, check_store
+    from mixerlab.bench.store import ResultStore, check_store, display_url
 
     run_all = executor_for(executor, ray_address)
     sweep = load_sweep(sweep)
@@ -662,7 +662,7 @@ def compare(
     names = ", ".join(dict.fromkeys(r.config.task.name for r in runs)) or sweep.task.name
     log(
         f"sweep {sweep.name!r}: {len(runs)} runs on {names}, {summary.skipped_done} already in "
-        f"{results.url}, {len(todo)} to run with {workers} worker(s)"
+        f"{display_url(results.url)}, {len(todo)} to run with {workers} worker(s)"
         + (" on Ray" if executor == "ray" else "")
     )
     checkpoint_dir = str(out / "checkpoints")
@@ -873,6 +873,8 @@ def compare_command(
     ray_address: str | None = None,
 ) -> CompareSummary:
     """What ``mixerlab compare`` does: build the sweep, run it, print a summary."""
+    from mixerlab.bench.store import display_url
+
     sweep = build_sweep(path, lists=lists, assignments=assignments, tiny=tiny)
     summary = compare(
         sweep,
@@ -888,6 +890,6 @@ def compare_command(
         return summary
     log(
         f"done in {summary.seconds:.0f}s: {len(summary.finished)} run(s) finished, {summary.skipped_done} "
-        f"already in the store, {len(summary.failed)} failed; store: {summary.store_url}"
+        f"already in the store, {len(summary.failed)} failed; store: {display_url(summary.store_url)}"
     )
     return summary

@@ -74,7 +74,10 @@ def compare(
         raise typer.Exit(code=130) from None
     if summary.interrupted:
         stored = summary.skipped_done + len(summary.finished)
-        typer.echo(f"interrupted: {stored} finished run(s) in {summary.store_url}; {RESUME}", err=True)
+        from mixerlab.bench.store import display_url
+
+        where = display_url(summary.store_url)
+        typer.echo(f"interrupted: {stored} finished run(s) in {where}; {RESUME}", err=True)
         raise typer.Exit(code=130)
     if summary.finished or summary.skipped_done:
         print_leaderboard(f"sweep {summary.sweep!r}", load_rows(summary.store_url, sweep=summary.sweep))

@@ -76,6 +76,9 @@ class TrainConfig:
     # max_steps), so a run is the same on every machine and its learning rate reaches the end
     # of its decay. None: the epochs alone set the budget.
     max_steps: int | None = None
+    # How several processes under torchrun share the model: "ddp" (a replica per rank) or "fsdp"
+    # (parameters sharded, each Block one unit, for models too large for one device).
+    distributed: str = "ddp"
     # Experiment trackers (``tensorboard``, ``mlflow``: names or {name, **options}); see
     # mixerlab.train.loggers. They record the run and change nothing in it: not part of its key.
     loggers: list[Any] = field(default_factory=list)
@@ -86,6 +89,13 @@ class TrainConfig:
 
             check_logger_specs(self.loggers)
         check_positive_int("train", "epochs", self.epochs)
+        check(
+            self.distributed in ("ddp", "fsdp"),
+            "train",
+            "distributed",
+            self.distributed,
+            "expected 'ddp' or 'fsdp'",
+        )
         check_positive_int("train", "batch_size", self.batch_size)
         check_positive_int("train", "eval_batch_size", self.eval_batch_size)
         check(self.lr > 0, "train", "lr", self.lr, "expected > 0")
@@ -153,6 +163,7 @@ _LATER_FIELDS: dict[str, Any] = {
     "transforms": [],
     "objective": None,
     "train.max_steps": None,
+    "train.distributed": "ddp",
 }
 # Fields that record a run without changing it: never part of its key.
 _NOT_IN_KEY = ("train.loggers",)
