@@ -146,6 +146,8 @@ def train_command(
             should_stop=should_stop,
             progress=progress,
             log=log,
+            # Loggers' default folders beside a local store (else the default mixerlab-runs).
+            log_dir=Path(store).parent if store is not None and "://" not in str(store) else None,
         )
         if results is not None:  # rank 0 only
             results.write(row)

@@ -58,6 +58,7 @@ from mixerlab.train.distributed import (
 )
 from mixerlab.train.evaluate import evaluate, objective_of
 from mixerlab.train.interrupts import Interrupted
+from mixerlab.train.loggers import Loggers, open_loggers, run_name
 from mixerlab.train.methods import TrainingMethod, create_method
 from mixerlab.train.schedules import warmup_cosine
 from mixerlab.train.transforms import TransformContext, create_transform
@@ -205,6 +206,10 @@ class Trainer:
 
     ``checkpoint_path`` (optional) is written after every epoch and read at start: a run whose
     config matches the checkpoint's continues from it. ``progress`` shows a tqdm bar.
+
+    ``config.train.loggers`` (TensorBoard, MLflow) get the config, every step's loss, every
+    evaluation and, from the caller, the costs; they go under ``log_dir`` unless their options
+    say where, grouped by ``log_group`` (the sweep's name). :meth:`close` ends them.
     """
 
     def __init__(
@@ -216,8 +221,12 @@ class Trainer:
         on_epoch: Callback | None = None,
         log: Callable[[str], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        log_dir: str | os.PathLike = "mixerlab-runs",
+        log_group: str = "train",
     ) -> None:
         self.config = config
+        self.log_dir, self.log_group = log_dir, log_group
+        self.loggers = Loggers()
         self.checkpoint_path = checkpoint_path
         self.should_stop = should_stop or (lambda: False)
         self.progress = progress
@@ -311,6 +320,15 @@ class Trainer:
         if start_epoch >= epochs:
             return result
         result.status = "finished"
+        if cfg.loggers and self.dist.is_writer:  # under torchrun, rank 0 alone logs
+            self.loggers = open_loggers(
+                cfg.loggers,
+                run_name=run_name(self.config),
+                group=self.log_group,
+                root=self.log_dir,
+                resume_step=result.steps,
+            )
+            self.loggers.log_config(to_dict(self.config))
 
         bar = _progress_bar(total_steps, result.steps, self.progress, self._label())
         # CPU time of this process, resumed where the checkpoint left it; evaluation is not training.
@@ -355,8 +373,14 @@ class Trainer:
                         )
                         self.log(result.message)
                         return result
+                    used_lr = optimizer.param_groups[0]["lr"]
                     scheduler.step()
                     result.steps += 1
+                    if self.loggers:
+                        # At the number of updates made, as the evaluations after each epoch.
+                        self.loggers.log_metrics(
+                            {"train/loss": loss.item(), "train/lr": used_lr}, result.steps
+                        )
                     # The global batch: this rank's share times the number of ranks.
                     examples = len(batch["targets"]) * world
                     result.train_examples += examples
@@ -379,6 +403,9 @@ class Trainer:
                     metrics.name: metrics.value,
                 }
                 result.history.append(record)
+                if self.loggers:
+                    self.loggers.log_metrics(_epoch_scalars(record, metrics), result.steps)
+                    self.loggers.flush()
                 bar.set_postfix({"loss": f"{record['loss']:.3f}", metrics.name: f"{metrics.value:.3f}"})
                 self.log(
                     f"epoch {epoch + 1}/{epochs} step {result.steps}/{total_steps} loss {record['loss']:.4f} "
@@ -402,6 +429,10 @@ class Trainer:
         finally:
             bar.close()
         return result
+
+    def close(self, status: str = "finished") -> None:
+        """End the run's loggers (after the caller logged the costs); a no-op without loggers."""
+        self.loggers.close(status)
 
     def _finish_transforms(self, result: TrainResult) -> None:
         """Make "before" transforms permanent; apply "after" ones and evaluate the result again."""
@@ -572,6 +603,16 @@ def _check_data_parallel(config: RunConfig, method: TrainingMethod, ctx: DistCon
         )
 
 
+def _epoch_scalars(record: dict[str, Any], metrics: Metrics) -> dict[str, float]:
+    """An epoch's record as logger scalars: mean train loss, the metric and each of its slices."""
+    out = {"train/epoch_loss": record["loss"], "train/epoch": record["epoch"]}
+    out[f"eval/{metrics.name}"] = metrics.value
+    for slice_name, values in metrics.slices.items():
+        for value, metric in values.items():
+            out[f"eval/{metrics.name}_by_{slice_name}/{value}"] = metric
+    return out
+
+
 def _param_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """Weight decay on matrices only: biases, norm gains and 1-d parameters are not decayed."""
     decay, no_decay, seen = [], [], set()
@@ -605,4 +646,10 @@ def _progress_bar(total: int, initial: int, enabled: bool, label: str):
 def train(config: RunConfig, **kwargs: Any) -> tuple[nn.Module, TrainResult]:
     """Build and train; returns the trained model and its result."""
     trainer = Trainer(config, **kwargs)
-    return trainer.model, trainer.fit()
+    try:
+        result = trainer.fit()
+    except BaseException as err:
+        trainer.close("interrupted" if isinstance(err, Interrupted | KeyboardInterrupt) else "failed")
+        raise
+    trainer.close(result.status)
+    return trainer.model, result
