@@ -76,6 +76,11 @@ class TrainConfig:
     # max_steps), so a run is the same on every machine and its learning rate reaches the end
     # of its decay. None: the epochs alone set the budget.
     max_steps: int | None = None
+    # torch.compile the model's training forward and backward (evaluation stays eager): false,
+    # true, or "auto" (compile when the step budget is long enough to pay for the compile; see
+    # mixerlab.train.compiled). A compile that fails falls back to eager with one warning.
+    # Typed Any so that __post_init__ gives the one message naming the three allowed values.
+    compile: Any = False
 
     def __post_init__(self) -> None:
         check_positive_int("train", "epochs", self.epochs)
@@ -100,6 +105,13 @@ class TrainConfig:
             "max_cpu_seconds",
             self.max_cpu_seconds,
             "expected > 0 or null",
+        )
+        check(
+            isinstance(self.compile, bool) or self.compile == "auto",
+            "train",
+            "compile",
+            self.compile,
+            'expected true, false or "auto"',
         )
 
 
@@ -146,6 +158,7 @@ _LATER_FIELDS: dict[str, Any] = {
     "transforms": [],
     "objective": None,
     "train.max_steps": None,
+    "train.compile": False,
 }
 
 

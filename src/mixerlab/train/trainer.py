@@ -39,6 +39,7 @@ from mixerlab.models.model import tokens_per_example
 from mixerlab.registry import BASELINES, HEADS, MODELS
 from mixerlab.tasks.base import Metrics, Task, create_task
 from mixerlab.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from mixerlab.train.compiled import CompiledTraining, wants_compile
 from mixerlab.train.config import ModelConfig, RunConfig, config_key, to_dict
 from mixerlab.train.evaluate import evaluate, objective_of
 from mixerlab.train.interrupts import Interrupted
@@ -152,11 +153,16 @@ def train_step(
     step: int,
     grad_clip: float | None,
     bf16: bool,
+    forward: nn.Module | None = None,
 ) -> torch.Tensor:
-    """One optimiser step through the method's hooks; returns the loss (not yet checked for NaN)."""
+    """One optimiser step through the method's hooks; returns the loss (not yet checked for NaN).
+
+    ``forward`` is the module the loss runs through when it is not ``model`` itself (the
+    ``torch.compile`` of it, :mod:`mixerlab.train.compiled`); the hooks always see ``model``.
+    """
     device_type = next(model.parameters()).device.type
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-        loss, _ = method.loss(model, batch, objective, step)
+        loss, _ = method.loss(model if forward is None else forward, batch, objective, step)
     if not torch.isfinite(loss):
         return loss
     optimizer.zero_grad(set_to_none=True)
@@ -257,6 +263,9 @@ class Trainer:
         result.status = "finished"
 
         bar = _progress_bar(total_steps, result.steps, self.progress, self._label())
+        compiled = CompiledTraining(
+            model, enabled=wants_compile(cfg.compile, total_steps), batch_size=cfg.batch_size, log=self.log
+        )
         # CPU time of this process, resumed where the checkpoint left it; evaluation is not training.
         cpu_started = time.process_time() - result.train_cpu_seconds
         eval_cpu = 0.0
@@ -278,15 +287,19 @@ class Trainer:
                     if self.should_stop():
                         raise Interrupted(f"stopped at step {result.steps} of {total_steps}")
                     batch = data.batch(order[i * cfg.batch_size : (i + 1) * cfg.batch_size], self.device)
-                    loss = train_step(
-                        model,
+                    loss = compiled.step(
+                        lambda forward, batch=batch: train_step(
+                            model,
+                            batch,
+                            method=self.method,
+                            objective=self.objective,
+                            optimizer=optimizer,
+                            step=result.steps,
+                            grad_clip=cfg.grad_clip,
+                            bf16=cfg.bf16,
+                            forward=forward,
+                        ),
                         batch,
-                        method=self.method,
-                        objective=self.objective,
-                        optimizer=optimizer,
-                        step=result.steps,
-                        grad_clip=cfg.grad_clip,
-                        bf16=cfg.bf16,
                     )
                     if not torch.isfinite(loss):
                         result.status = "diverged"
@@ -330,11 +343,15 @@ class Trainer:
                     result.status = "time_limit"
                     result.message = f"stopped by max_cpu_seconds={cfg.max_cpu_seconds} at epoch {epoch + 1}"
                 done = result.status != "finished" or epoch + 1 == epochs
+                # Transforms, the checkpoint and the callback are not training either: their CPU
+                # time stays out of max_cpu_seconds, as the evaluation's does.
+                other_started = time.process_time()
                 if done:
                     self._finish_transforms(result)
                 self._save(optimizer, scheduler, result, epoch + 1, done)
                 if self.on_epoch is not None:
                     self.on_epoch(record)
+                eval_cpu += time.process_time() - other_started
                 if result.status != "finished":
                     self.log(result.message)
                     break
