@@ -32,8 +32,13 @@ import torch
 from torch import nn
 
 # The step budget from which "auto" compiles. At the default sweep's sizes (MQAR, length 32,
-# batch 64, depth 2, widths 32/64) the first compiled step costs 4-25 s cold and the steady
-# state gains 1.1-1.5x; a 1000-step run pays the compile back for deltanet and minGRU only.
+# batch 64, depth 2, widths 32/64; BENCHMARKS.md "Trainer overhead", a quiet 2-core machine) the
+# first compiled step costs 4-25 s cold and the steady state gains 1.14-1.53x: the compile is
+# paid back after 1,600-2,300 steps for most of the six default mixers (attention 1,600 at width
+# 64, gla 2,000, hyena up to 5,100), after fewer than 1,000 only for deltanet and minGRU at
+# width 64. Hence off at the default 1,000 steps, on from 3,000. On a loaded machine a compile
+# takes several times longer (60-180 s measured with 8 jobs on 2 cores), which moves these
+# break-evens up, never down; Inductor's on-disk cache cut a repeated compile by 30-40% there.
 AUTO_MIN_STEPS = 3000
 
 CompileSetting = bool | str
