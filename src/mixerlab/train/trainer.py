@@ -15,7 +15,8 @@ The parts: :func:`build_model` (the model of a config for a task), :func:`train_
 optimiser step through the training method's hooks, :mod:`mixerlab.train.methods`),
 :func:`~mixerlab.train.evaluate.evaluate` (the objective's metric, overall and per slice) and the
 checkpoint (:mod:`mixerlab.train.checkpoint`). Transforms (:mod:`mixerlab.train.transforms`)
-run before or after training.
+run before or after training. ``train.compile`` runs the training forward and backward through
+``torch.compile`` with an eager fallback (:mod:`mixerlab.train.compiled`); evaluation stays eager.
 
 Shapes: a batch is ``{"inputs": Tensor | dict[str, Tensor], "targets": Tensor}``.
 """
