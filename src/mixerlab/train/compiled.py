@@ -10,6 +10,10 @@ small kernels; ``torch.compile`` (TorchDynamo + Inductor) fuses them. What this 
 - A compile that fails (a graph the compiler cannot handle, a backend error) is not an error of
   the run: one warning names the cause, the step is redone eagerly (gradients are zeroed before
   every backward, and the optimiser has not stepped) and the run goes on eagerly.
+- Every run starts from a reset of Dynamo's in-memory caches: all models share ``forward``'s
+  code object, and Dynamo gives up compiling a code object (silently, eager from then on) after
+  ``recompile_limit`` (8) compiled versions, which a process training 12 runs of a sweep would
+  reach (measured: every model after the eighth ran eagerly). Inductor's on-disk cache is kept.
 - ``"auto"`` compiles when the run's budget is at least :data:`AUTO_MIN_STEPS` optimiser steps:
   below that, the compile costs more than the steps it saves (measured on the default sweep's
   models; see BENCHMARKS.md "Trainer overhead").
@@ -86,7 +90,10 @@ class CompiledTraining:
     ) -> None:
         self.batch_size = batch_size
         self.log = log or (lambda msg: None)
-        self.forward: nn.Module | None = torch.compile(model, dynamic=False) if enabled else None
+        self.forward: nn.Module | None = None
+        if enabled:
+            torch._dynamo.reset()
+            self.forward = torch.compile(model, dynamic=False)
         self.failure: str | None = None
 
     @property
