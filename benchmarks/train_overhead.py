@@ -9,7 +9,10 @@ weights are trained on the same batches in two ways, interleaved repeat by repea
 - *plain*: ``logits, _ = model(x)``; ``F.cross_entropy``; ``zero_grad``; ``backward``;
   ``clip_grad_norm_``; ``step``;
 - *compiled* (``--compile``): the plain loop on ``torch.compile(model)``; the compile (the first
-  step, forward and backward) is timed on its own, apart from the steady-state steps.
+  step, forward and backward) is timed on its own, apart from the steady-state steps;
+- *trainer compiled* (``--compile``): the trainer's step with ``train.compile: true``
+  (:class:`mixerlab.train.compiled.CompiledTraining`: the same ``train_step`` through the
+  compiled module, with its eager fallback), its compile timed the same way.
 
 Both use AdamW (lr 3e-3, weight decay 0.1, one parameter group, no schedule) and grad clip 1.0,
 one torch thread (as ``mixerlab compare``'s workers), and warm-up steps before timing. Each
@@ -35,6 +38,7 @@ from mixerlab.bench.defaults import DEFAULT_SWEEP
 from mixerlab.layers.spec import split_spec
 from mixerlab.registry import OBJECTIVES
 from mixerlab.tasks.base import IGNORE, create_task
+from mixerlab.train.compiled import CompiledTraining
 from mixerlab.train.config import ModelConfig
 from mixerlab.train.methods import create_method
 from mixerlab.train.trainer import build_model, train_step
@@ -46,22 +50,31 @@ def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
 
 
-def trainer_stepper(model: nn.Module, objective) -> Callable[[dict[str, Any], int], None]:
+def trainer_stepper(
+    model: nn.Module, objective, *, compile: bool = False, batch_size: int = 0
+) -> Callable[[dict[str, Any], int], None]:
     method = create_method("standard")
     model = method.wrap(model)
     optimizer = make_optimizer(model)
+    compiled = CompiledTraining(model, enabled=compile, batch_size=batch_size)
 
     def run(batch: dict[str, Any], step: int) -> None:
-        train_step(
-            model,
+        compiled.step(
+            lambda forward: train_step(
+                model,
+                batch,
+                method=method,
+                objective=objective,
+                optimizer=optimizer,
+                step=step,
+                grad_clip=GRAD_CLIP,
+                bf16=False,
+                forward=forward,
+            ),
             batch,
-            method=method,
-            objective=objective,
-            optimizer=optimizer,
-            step=step,
-            grad_clip=GRAD_CLIP,
-            bf16=False,
         )
+        if compile and not compiled.active:
+            raise RuntimeError(f"train.compile fell back to eager: {compiled.failure}")
 
     return run
 
@@ -141,6 +154,7 @@ def main() -> None:
     header = f"{'mixer':<16}{'width':>6}{'trainer':>20}{'plain':>20}{'ratio':>7}"
     if args.compile:
         header += f"{'compiled':>20}{'ratio':>7}{'compile s':>10}"
+        header += f"{'trainer compiled':>20}{'ratio':>7}{'compile s':>10}"
     print(header)
     for spec in specs:
         name = split_spec(spec, "token mixer")[0]
@@ -151,17 +165,27 @@ def main() -> None:
                 "trainer": Cell(trainer_stepper(copy.deepcopy(model), objective), batches),
                 "plain": Cell(plain_stepper(copy.deepcopy(model)), batches),
             }
-            note, compile_s = "", float("nan")
+            notes, compile_s = [], {"compiled": float("nan"), "trainer compiled": float("nan")}
             if args.compile:
                 compiled_model = copy.deepcopy(model)
-                try:
-                    cell = Cell(plain_stepper(compiled_model, torch.compile(compiled_model)), batches)
-                    compile_s = cell.steps(1)  # the first step compiles forward and backward
-                    cell.steps(args.warmup)  # a recompile would fail here, not in the timing
-                    cells["compiled"] = cell
-                except Exception as error:  # any failure of the compiler is reported
-                    reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
-                    note = f"compile failed: {type(error).__name__}: {reason}"
+                # The trainer's cell first: it resets Dynamo (a fresh cache per model, or the
+                # 8-versions limit of the shared forward would end compiling after 4 rows); its
+                # compile is cold, the plain loop's then reuses Inductor's on-disk cache (warm).
+                makers = {
+                    "trainer compiled": lambda m=model: trainer_stepper(
+                        copy.deepcopy(m), objective, compile=True, batch_size=batch_size
+                    ),
+                    "compiled": lambda m=compiled_model: plain_stepper(m, torch.compile(m)),
+                }
+                for key, make in makers.items():
+                    try:
+                        cell = Cell(make(), batches)
+                        compile_s[key] = cell.steps(1)  # the first step compiles forward and backward
+                        cell.steps(args.warmup)  # a recompile would fail here, not in the timing
+                        cells[key] = cell
+                    except Exception as error:  # any failure of the compiler is reported
+                        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+                        notes.append(f"{key} failed: {type(error).__name__}: {reason}")
             for key in ("trainer", "plain"):
                 cells[key].steps(args.warmup)
             rates: dict[str, list[float]] = {key: [] for key in cells}
@@ -174,13 +198,14 @@ def main() -> None:
                 f"{trainer / plain:>7.2f}"
             )
             if args.compile:
-                if "compiled" in rates:
-                    compiled = statistics.median(rates["compiled"])
-                    line += f"{summary(rates['compiled']):>20}{compiled / plain:>7.2f}{compile_s:>10.1f}"
-                else:
-                    line += f"{'-':>20}{'-':>7}{'-':>10}"
+                for key in ("compiled", "trainer compiled"):
+                    if key in rates:
+                        rate = statistics.median(rates[key])
+                        line += f"{summary(rates[key]):>20}{rate / plain:>7.2f}{compile_s[key]:>10.1f}"
+                    else:
+                        line += f"{'-':>20}{'-':>7}{'-':>10}"
             print(line, flush=True)
-            if note:
+            for note in notes:
                 print(f"  {name} width {width}: {note}", flush=True)
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mixerlab.ops.long_conv import long_conv_fft, long_conv_recurrent, long_conv_reference
+from mixerlab.ops.long_conv import (
+    long_conv_fft,
+    long_conv_recurrent,
+    long_conv_reference,
+    long_conv_toeplitz,
+)
 
 
 def _data(T=33, C=5, L=40, seed=0):
@@ -71,3 +76,25 @@ def test_reference_is_the_causal_convolution_of_conv1d():
     padded = torch.nn.functional.pad(u.transpose(1, 2), (T - 1, 0))
     expected = torch.nn.functional.conv1d(padded, weight, groups=C).transpose(1, 2)
     torch.testing.assert_close(long_conv_reference(u, k), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("T", "start"), [(1, 0), (2, 1), (17, 0), (33, 5), (33, 32)])
+def test_toeplitz_matches_reference_outputs_and_gradients(T, start):
+    u, k = _data(T=T)
+    g = torch.randn(2, T - start, 5, dtype=torch.float64)
+    y_toe, y_ref = long_conv_toeplitz(u, k, start=start), long_conv_reference(u, k, start=start)
+    torch.testing.assert_close(y_toe, y_ref, rtol=1e-9, atol=1e-10)
+    grads_toe = torch.autograd.grad(y_toe, (u, k), g)
+    grads_ref = torch.autograd.grad(y_ref, (u, k), g)
+    for a, b in zip(grads_toe, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_toeplitz_is_causal_and_reads_only_the_first_t_taps():
+    u, k = _data()
+    u2, k2 = u.detach().clone(), k.detach().clone()
+    u2[:, 20:] += 100.0
+    k2[33:] += 100.0  # taps beyond the sequence are never used
+    y, y2 = long_conv_toeplitz(u, k), long_conv_toeplitz(u2, k2)
+    torch.testing.assert_close(y2[:, :20], y[:, :20])
+    assert not torch.allclose(y2[:, 20:], y[:, 20:])

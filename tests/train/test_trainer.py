@@ -161,3 +161,28 @@ def test_a_model_for_another_kind_of_task_is_a_clear_error():
     config = build_run_config(None, {"task.name": "digits", "model.options": {"head": "lm"}})
     with pytest.raises(ConfigError, match="head"):
         Trainer(config, progress=False)
+
+
+def test_evaluation_and_checkpoint_time_do_not_count_against_the_cpu_budget(monkeypatch, tmp_path):
+    import mixerlab.train.trainer as trainer_module
+
+    # A CPU clock that only evaluation and checkpointing advance: if either counted as training,
+    # the 50-second budget would end the run after its first epoch.
+    clock = {"now": 0.0}
+    monkeypatch.setattr(trainer_module.time, "process_time", lambda: clock["now"])
+    trainer = Trainer(tiny_config(max_cpu_seconds=50.0), progress=False, checkpoint_path=tmp_path / "ck")
+    evaluate, save = trainer.evaluate, trainer._save
+
+    def slow_evaluate():
+        clock["now"] += 100.0
+        return evaluate()
+
+    def slow_save(*args, **kwargs):
+        clock["now"] += 100.0
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "evaluate", slow_evaluate)
+    monkeypatch.setattr(trainer, "_save", slow_save)
+    result = trainer.fit()
+    assert result.status == "finished" and result.epochs == 3
+    assert result.train_cpu_seconds == 0.0

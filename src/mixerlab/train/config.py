@@ -82,6 +82,11 @@ class TrainConfig:
     # Experiment trackers (``tensorboard``, ``mlflow``: names or {name, **options}); see
     # mixerlab.train.loggers. They record the run and change nothing in it: not part of its key.
     loggers: list[Any] = field(default_factory=list)
+    # torch.compile the model's training forward and backward (evaluation stays eager): false,
+    # true, or "auto" (compile when the step budget is long enough to pay for the compile; see
+    # mixerlab.train.compiled). A compile that fails falls back to eager with one warning.
+    # Typed Any so that __post_init__ gives the one message naming the three allowed values.
+    compile: Any = False
 
     def __post_init__(self) -> None:
         if self.loggers:
@@ -117,6 +122,13 @@ class TrainConfig:
             "max_cpu_seconds",
             self.max_cpu_seconds,
             "expected > 0 or null",
+        )
+        check(
+            isinstance(self.compile, bool) or self.compile == "auto",
+            "train",
+            "compile",
+            self.compile,
+            'expected true, false or "auto"',
         )
 
 
@@ -164,6 +176,7 @@ _LATER_FIELDS: dict[str, Any] = {
     "objective": None,
     "train.max_steps": None,
     "train.distributed": "ddp",
+    "train.compile": False,
 }
 # Fields that record a run without changing it: never part of its key.
 _NOT_IN_KEY = ("train.loggers",)

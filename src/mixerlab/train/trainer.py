@@ -15,7 +15,8 @@ The parts: :func:`build_model` (the model of a config for a task), :func:`train_
 optimiser step through the training method's hooks, :mod:`mixerlab.train.methods`),
 :func:`~mixerlab.train.evaluate.evaluate` (the objective's metric, overall and per slice) and the
 checkpoint (:mod:`mixerlab.train.checkpoint`). Transforms (:mod:`mixerlab.train.transforms`)
-run before or after training.
+run before or after training. ``train.compile`` runs the training forward and backward through
+``torch.compile`` with an eager fallback (:mod:`mixerlab.train.compiled`); evaluation stays eager.
 
 Under ``torchrun`` the run is data-parallel (:mod:`mixerlab.train.distributed`): every rank
 trains on its contiguous share of each global batch (``train.batch_size`` is the global size),
@@ -44,6 +45,7 @@ from mixerlab.models.model import tokens_per_example
 from mixerlab.registry import BASELINES, HEADS, MODELS
 from mixerlab.tasks.base import Metrics, Task, create_task
 from mixerlab.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from mixerlab.train.compiled import CompiledTraining, wants_compile
 from mixerlab.train.config import ModelConfig, RunConfig, config_key, to_dict
 from mixerlab.train.distributed import (
     DistContext,
@@ -171,6 +173,7 @@ def train_step(
     bf16: bool,
     replica: nn.Module | None = None,
     ctx: DistContext | None = None,
+    forward: nn.Module | None = None,
 ) -> torch.Tensor:
     """One optimiser step through the method's hooks; returns the loss (not yet checked for NaN).
 
@@ -178,11 +181,13 @@ def train_step(
     :func:`~mixerlab.train.distributed.wrap`, whose backward averages the gradients over the
     ranks of ``ctx``), the loss is weighted by this rank's share of the scored targets and the
     loss returned is the global batch's, taken before the backward pass so that a NaN on any
-    rank skips the step on all.
+    rank skips the step on all. ``forward`` is the module the loss runs through when it is
+    ``torch.compile`` of that one (:mod:`mixerlab.train.compiled`); the hooks always see ``model``.
     """
     device_type = next(model.parameters()).device.type
+    module = forward if forward is not None else (model if replica is None else replica)
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-        loss, _ = method.loss(model if replica is None else replica, batch, objective, step)
+        loss, _ = method.loss(module, batch, objective, step)
     reported = loss
     if ctx is not None and ctx.enabled:
         loss, reported = weigh_share(loss, batch["targets"], ctx)
@@ -331,6 +336,14 @@ class Trainer:
             self.loggers.log_config(to_dict(self.config))
 
         bar = _progress_bar(total_steps, result.steps, self.progress, self._label())
+        # Under torchrun the compiled module is the DDP replica (its backward still all-reduces)
+        # and a full batch is this rank's share.
+        compiled = CompiledTraining(
+            model if replica is None else replica,
+            enabled=wants_compile(cfg.compile, total_steps),
+            batch_size=cfg.batch_size // self.dist.world_size,
+            log=self.log,
+        )
         # CPU time of this process, resumed where the checkpoint left it; evaluation is not training.
         cpu_started = time.process_time() - result.train_cpu_seconds
         eval_cpu = 0.0
@@ -353,17 +366,21 @@ class Trainer:
                         raise Interrupted(f"stopped at step {result.steps} of {total_steps}")
                     indices = shard(order[i * cfg.batch_size : (i + 1) * cfg.batch_size], self.dist)
                     batch = data.batch(indices, self.device)
-                    loss = train_step(
-                        model,
+                    loss = compiled.step(
+                        lambda forward, batch=batch: train_step(
+                            model,
+                            batch,
+                            method=self.method,
+                            objective=self.objective,
+                            optimizer=optimizer,
+                            step=result.steps,
+                            grad_clip=cfg.grad_clip,
+                            bf16=cfg.bf16,
+                            replica=replica,
+                            ctx=self.dist,
+                            forward=forward,
+                        ),
                         batch,
-                        method=self.method,
-                        objective=self.objective,
-                        optimizer=optimizer,
-                        step=result.steps,
-                        grad_clip=cfg.grad_clip,
-                        bf16=cfg.bf16,
-                        replica=replica,
-                        ctx=self.dist,
                     )
                     if not torch.isfinite(loss):
                         result.status = "diverged"
@@ -418,11 +435,15 @@ class Trainer:
                     result.status = "time_limit"
                     result.message = f"stopped by max_cpu_seconds={cfg.max_cpu_seconds} at epoch {epoch + 1}"
                 done = result.status != "finished" or epoch + 1 == epochs
+                # Transforms, the checkpoint and the callback are not training either: their CPU
+                # time stays out of max_cpu_seconds, as the evaluation's does.
+                other_started = time.process_time()
                 if done:
                     self._finish_transforms(result)
                 self._save(optimizer, scheduler, result, epoch + 1, done)
                 if self.on_epoch is not None:
                     self.on_epoch(record)
+                eval_cpu += time.process_time() - other_started
                 if result.status != "finished":
                     self.log(result.message)
                     break

@@ -17,7 +17,13 @@ from mixerlab.errors import ConfigError, check, check_positive_int
 from mixerlab.layers.short_conv import ShortConv, load_legacy_conv_keys
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
 from mixerlab.ops.diag_ssm import diag_ssm_conv, diag_ssm_outer_chunk, diag_ssm_recurrent, diag_ssm_reference
-from mixerlab.ops.long_conv import long_conv_fft, long_conv_recurrent, long_conv_reference
+from mixerlab.ops.long_conv import (
+    TOEPLITZ_MAX_LEN,
+    long_conv_fft,
+    long_conv_recurrent,
+    long_conv_reference,
+    long_conv_toeplitz,
+)
 from mixerlab.ops.precision import widen
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -110,7 +116,8 @@ class Hyena(TokenMixer):
     The filter is defined on ``0 .. max_len-1``; longer sequences (counting earlier calls) raise a
     ``ConfigError``. Decoding keeps every past long-conv input (``state_kind`` "growing"):
     ``{"conv": [B, W-1, (N+1) D], "history": [B, S, N, D]}``. Modes: ``"fft"`` (FFT convolution,
-    zero-padded to ``2T``) and ``"reference"`` (direct per-step sums).
+    zero-padded to ``2T``; up to ``TOEPLITZ_MAX_LEN = 64`` steps one Toeplitz matmul, which is
+    faster there) and ``"reference"`` (direct per-step sums).
     """
 
     modes = ("fft", "reference")
@@ -197,6 +204,8 @@ class Hyena(TokenMixer):
         full, start = torch.cat([past, z], dim=1), past.shape[1]  # [B, S + T, D]
         if self.mode == "reference":
             return long_conv_reference(full, h, start=start)
+        if full.shape[1] <= TOEPLITZ_MAX_LEN:  # short: one Toeplitz matmul beats three FFTs
+            return long_conv_toeplitz(full, h, start=start)
         return long_conv_fft(full, h, start=start)
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:

@@ -62,7 +62,9 @@ def delta_rule_chunk(
     """Returns ``(o: [B, T, H, V], final state: [B, H, K, V])``; same maths as the reference."""
     B, T, H, K = q.shape
     V = v.shape[-1]
-    C = chunk_size
+    # A sequence shorter than a chunk is one chunk of its own length: padding T=32 to C=64 would
+    # make the masks 4x and the triangular solve 8x larger for nothing (the maths is the same).
+    C = max(1, min(chunk_size, T))
     scale = K**-0.5 if scale is None else scale
     beta = _ContiguousGrad.apply(beta)
     g = None if g is None else _ContiguousGrad.apply(g)

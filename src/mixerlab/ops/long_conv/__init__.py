@@ -8,9 +8,12 @@ caller keeps the past inputs and ``long_conv_recurrent`` takes one dot product o
 from mixerlab.ops.long_conv.fft import long_conv_fft
 from mixerlab.ops.long_conv.recurrent import long_conv_recurrent
 from mixerlab.ops.long_conv.reference import long_conv_reference
+from mixerlab.ops.long_conv.toeplitz import TOEPLITZ_MAX_LEN, long_conv_toeplitz
 
 __all__ = [
+    "TOEPLITZ_MAX_LEN",
     "long_conv_fft",
     "long_conv_recurrent",
     "long_conv_reference",
+    "long_conv_toeplitz",
 ]
