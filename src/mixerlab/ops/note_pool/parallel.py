@@ -59,6 +59,8 @@ def note_pool_parallel(
     out = torch.einsum("bthp,btphk->bthk", weights, keys)
     end = total[:, 0]  # the pool after the call: slots c_T .. c_T + P - 1
     last = end[:, None] + torch.arange(P, device=q.device)  # [B, P]
+    new_valid = torch.gather(valid, 1, last)  # [B, P]
     new_pool = torch.gather(buffer, 1, last[..., None, None].expand(batch, P, H, K))
-    new_filled = torch.gather(valid, 1, last).to(filled.dtype)
-    return out, new_pool, new_filled
+    # an empty slot holds zeros and passes no gradient back to what the buffer had there
+    new_pool = new_pool * new_valid[..., None, None]
+    return out, new_pool, new_valid.to(filled.dtype)
