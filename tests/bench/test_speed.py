@@ -205,6 +205,11 @@ def test_cli_re_renders_a_saved_run_without_measuring(results, tmp_path):
     assert again["cases"] == json.loads(json.dumps(results.cases))  # nothing re-measured
     text = md.read_text()
     assert "<!-- speed:start -->" in text and "| sliding_window |" in text and "re-rendered by" in text
+    # a run over a subset of the mixers goes to its own section; the full grid's stays as it was
+    named = CliRunner().invoke(app, [*args, "--benchmarks-md", str(md), "--section", "speed-subset"])
+    assert named.exit_code == 0, named.output
+    both = md.read_text()
+    assert both.startswith(text.rstrip()) and both.count("<!-- speed-subset:start -->") == 1
     missing = CliRunner().invoke(app, ["speed", "--from-json", str(tmp_path / "nope.json")])
     assert missing.exit_code == 2 and "from_json=" in missing.output
 
