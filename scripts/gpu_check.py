@@ -1,19 +1,34 @@
-"""The mixing contract and the models on a CUDA device: every check here also runs on the CPU.
+"""The mixing contract, the models and the GPU figures on a CUDA device, in one go (< 8 minutes
+on one GPU); every check here also runs on the CPU.
 
-For every registered token mixer, in float64 on the device: the non-causal form (native or the
-bidirectional wrapper) equals the same module on the CPU, and a packed batch equals each document
-alone; every named model trains one step; the trainer runs one epoch of an image, a table and a
-series task on the device. Prints one line per failure and a summary; exits 1 on any failure.
+1. For every registered token mixer, in float64 on the device: the non-causal form (native or the
+   bidirectional wrapper) equals the same module on the CPU, and a packed batch equals each
+   document alone; every named model trains one step; the trainer runs one epoch of an image, a
+   table and a series task on the device.
+2. The device-parametrised test suites, their ``device`` items only (``-k cuda``): the token-mixer
+   contract in float64, bfloat16 training, ``lstm`` in train and eval mode, and
+   flash-linear-attention's kernels against the reference (tests/ops/test_backends_fla.py).
+3. benchmarks/gpu.py: every mixer's training throughput beside the installed peers and the bf16
+   matmul rate, within ``--bench-budget`` seconds.
 
-    python scripts/gpu_check.py --device cuda
+Writes a Markdown section for BENCHMARKS.md (``--out``: the benchmark table and the check
+results), prints one line per failure and a summary; exits 1 on any failure.
+
+    python scripts/gpu_check.py --device cuda --out gpu_check.md
+    python scripts/gpu_check.py --device cpu --tiny --tests-k "cpu and gla"   # the script itself
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
+import os
+import subprocess
 import sys
+import time
 import traceback
+from pathlib import Path
 
 import torch
 
@@ -92,17 +107,85 @@ def _inputs(model, device):
     return torch.randn(2, stem.context, stem.num_channels, device=device)
 
 
+ROOT = Path(__file__).resolve().parent.parent
+SUITES = (
+    "tests/layers/token_mixers/test_contract.py",
+    "tests/layers/token_mixers/test_low_precision.py",
+    "tests/layers/token_mixers/test_rnn.py",
+    "tests/ops/test_backends_fla.py",
+)
+
+
+def test_suites(selection: str, timeout_s: float, failures: list[str]) -> str:
+    """Run the device items of the test suites in a subprocess; returns pytest's summary line."""
+    if importlib.util.find_spec("pytest") is None:
+        return "pytest is not installed here: the test suites were not run"
+    command = [sys.executable, "-m", "pytest", "-rfE", "-p", "no:cacheprovider", "-k", selection, *SUITES]
+    if importlib.util.find_spec("xdist") is not None:
+        command += ["-n", str(min(8, os.cpu_count() or 1))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    try:
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        failures.append(f"tests: not finished within {timeout_s:.0f} s")
+        return f"not finished within {timeout_s:.0f} s"
+    lines = done.stdout.strip().splitlines()
+    for line in lines:
+        if line.startswith(("FAILED", "ERROR")):
+            failures.append(f"tests: {line}")
+    if done.returncode not in (0, 5):  # 5: nothing selected
+        failures.append(f"tests: pytest exited {done.returncode}")
+        print(done.stdout[-4000:], done.stderr[-2000:], sep="\n")
+    return lines[-1] if lines else done.stderr.strip()[-300:]
+
+
+def benchmark(device: torch.device, tiny: bool, budget_s: float) -> str:
+    """benchmarks/gpu.py's Markdown section (imported by path: benchmarks/ is no package)."""
+    spec = importlib.util.spec_from_file_location("mixerlab_benchmark_gpu", ROOT / "benchmarks" / "gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    sizes = module.TINY if tiny else module.Sizes()
+    result = module.run(device, sizes, budget_s, None)
+    command = f"python benchmarks/gpu.py --device {device.type}" + (" --tiny" if tiny else "")
+    return module.markdown(result, device, sizes, command)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
-    device = torch.device(parser.parse_args().device)
+    parser.add_argument("--tiny", action="store_true", help="tiny benchmark sizes (checks the script)")
+    parser.add_argument("--tests-k", default="", help="pytest -k selection (default: the device type)")
+    parser.add_argument("--tests-timeout", type=float, default=150.0, help="seconds for the test suites")
+    parser.add_argument("--bench-budget", type=float, default=240.0, help="seconds for the benchmark")
+    parser.add_argument("--skip", default="", help="comma-separated stages to skip: checks,tests,bench")
+    parser.add_argument("--out", default="gpu_check.md", help="the Markdown section is written here")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    skip = set(args.skip.split(","))
     failures: list[str] = []
-    mixer_checks(device, failures)
-    model_checks(device, failures)
+    started = time.perf_counter()
+    summary = []
+    if "checks" not in skip:
+        mixer_checks(device, failures)
+        model_checks(device, failures)
+        checked = len(mixerlab.list_token_mixers()) + len(mixerlab.list_models()) + 3
+        summary.append(f"mixer and model checks: {checked - len(failures)} passed, {len(failures)} failed")
+        print(summary[-1], f"({time.perf_counter() - started:.0f} s)", flush=True)
+    if "tests" not in skip:
+        tests = test_suites(args.tests_k or device.type, args.tests_timeout, failures)
+        summary.append(f"test suites (-k {args.tests_k or device.type!r}): {tests}")
+        print(summary[-1], f"({time.perf_counter() - started:.0f} s)", flush=True)
+    section = ""
+    if "bench" not in skip:
+        section = benchmark(device, args.tiny, args.bench_budget)
+        print(section, flush=True)
     for line in failures:
         print("FAIL", line)
-    checked = len(mixerlab.list_token_mixers()) + len(mixerlab.list_models()) + 3
-    print(f"{checked - len(failures)} passed, {len(failures)} failed")
+    text = section + "\n" + "".join(f"- {line}\n" for line in summary)
+    text += f"- whole check: {time.perf_counter() - started:.0f} s, {len(failures)} failure(s)\n"
+    Path(args.out).write_text(text)
+    print(text)
     sys.exit(1 if failures else 0)
 
 

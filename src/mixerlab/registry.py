@@ -134,3 +134,5 @@ METHODS: Registry[Any] = Registry("training method")
 TRANSFORMS: Registry[Any] = Registry("transform")
 # Models of other fields (gradient-boosted trees, statistical forecasters) compared beside ours.
 BASELINES: Registry[Any] = Registry("baseline")
+# Experiment trackers a run logs to (TensorBoard, MLflow): mixerlab.train.loggers.
+LOGGERS: Registry[Any] = Registry("logger")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mixerlab.bench.browser_check import check_report, find_chromium
-from mixerlab.bench.report import leaderboard, write_report
+from mixerlab.bench.report import leaderboard, load_rows, write_report
 from mixerlab.bench.store import ResultStore
 
 
@@ -109,3 +109,22 @@ def test_terminal_table_has_one_row_per_entry_with_what_ended_the_runs():
     assert by_model[("attention", "32")]["metric ± std"] == "0.96 ± 0.014"
     assert by_model[("attention", "32")]["ended by"] == "schedule"
     assert by_model[("gla", "64")]["ended by"] == "diverged" and by_model[("gla", "64")]["params"] == "64,000"
+
+
+def test_a_postgresql_store_gives_the_same_rows_leaderboard_and_report_as_sqlite(postgres_url, tmp_path):
+    rows = fake_rows()
+    rows[-1]["history"] = [{"loss": float("nan")}]  # the diverged run, as the trainer records it
+    loaded = {}
+    for name, url in (("sqlite", str(tmp_path / "results.sqlite")), ("postgresql", postgres_url)):
+        store = ResultStore(url)
+        for row in rows:
+            store.write(row)
+        store.close()
+        loaded[name] = load_rows(url, sweep="s")
+        report = write_report(url, tmp_path / name, sweep="s", log=lambda _: None)
+        page = Path(report["html"]).read_text(encoding="utf-8")
+        assert "<td>gla</td>" in page and len(report["pngs"]) >= 4
+    for row in loaded["sqlite"] + loaded["postgresql"]:  # written at different moments
+        del row["created_at"]
+    assert repr(loaded["postgresql"]) == repr(loaded["sqlite"])  # repr: NaN == NaN
+    assert repr(leaderboard(loaded["postgresql"])) == repr(leaderboard(loaded["sqlite"]))

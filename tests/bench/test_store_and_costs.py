@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import math
+import socket
+
 import pytest
 import torch
 
 import mixerlab
 from mixerlab.bench.costs import count_parameters, flops_per_token, measure_costs, training_memory_bytes
-from mixerlab.bench.store import ResultStore, database_url
+from mixerlab.bench.store import ResultStore, check_store, database_url
+from mixerlab.errors import ConfigError
+
+# The store tests take ``store_url`` (tests/bench/conftest.py): each runs once on an SQLite file and
+# once on a real PostgreSQL server, with the same assertions.
 
 
-def test_store_writes_reads_and_refuses_duplicates(tmp_path):
-    store = ResultStore(tmp_path / "sub" / "results.sqlite")
+def test_store_writes_reads_and_refuses_duplicates(store_url):
+    store = ResultStore(store_url)
     row = {
         "run_key": "abc",
         "sweep": "s",
@@ -23,21 +30,95 @@ def test_store_writes_reads_and_refuses_duplicates(tmp_path):
     }
     assert store.write(row) is True
     assert store.write({**row, "metric": 0.9}) is False
-    rows = store.rows()
+    assert store.write({**row, "run_key": "def", "task": "digits", "mixer": "gla"}) is True
+    rows = store.rows(task="mqar")
     assert len(rows) == 1 and rows[0]["metric"] == 0.5 and rows[0]["config"]["train"]["lr"] == 1e-3
     assert rows[0]["slices"] == {"num_kv_pairs": {"4": 1.0}} and rows[0]["created_at"] is not None
-    assert store.finished_keys() == {"abc"}
+    assert [r["run_key"] for r in store.rows()] == ["abc", "def"]  # in the order they were written
+    assert store.get("def")["mixer"] == "gla" and store.get("nope") is None
+    assert store.distinct("mixer") == ["attention", "gla"]
+    assert store.finished_keys() == {"abc", "def"}
     assert store.rows(sweep="other") == []
     with pytest.raises(ValueError, match="unknown result columns"):
         store.write({"run_key": "x", "colour": "red"})
+    with pytest.raises(ValueError, match="run_key"):
+        store.write({"sweep": "s", "metric": 0.1})
     store.close()
-    # A second connection sees the same data (it is a file next to the run).
-    assert ResultStore(tmp_path / "sub" / "results.sqlite").finished_keys() == {"abc"}
+    # A second connection sees the same data (a file next to the run, or the server).
+    again = ResultStore(store_url)
+    assert again.finished_keys() == {"abc", "def"}
+    again.close()
+
+
+def test_values_read_back_the_same_on_every_backend(store_url):
+    nan, inf = float("nan"), float("inf")
+    long_label = "x" * 1000  # longer than any length a column once declared
+    store = ResultStore(store_url)
+    store.write(
+        {
+            "run_key": "k",
+            "mixer": long_label,
+            "device": "cuda:0 " + "y" * 300,
+            "seed": 2**40,  # a 64-bit seed
+            "params": 3 * 2**40,
+            "metric": nan,  # no value: NULL, as SQLite stores a NaN
+            "tokens_per_s": inf,
+            "lr": 3e-3,
+            "higher_is_better": False,
+            # JSON columns keep what a diverged run records, which PostgreSQL's JSON refuses as text.
+            "history": [{"loss": nan}, {"loss": inf, "grad": -inf}, {"loss": 1.5}],
+            "config": {"note": "µ-mixer ✓", "nested": [1, [2.5, None], {"$float": "not a tag"}]},
+        }
+    )
+    (row,) = store.rows()
+    assert row["mixer"] == long_label and row["device"].endswith("y" * 300)
+    assert row["seed"] == 2**40 and row["params"] == 3 * 2**40 and row["lr"] == 3e-3
+    assert row["metric"] is None and row["tokens_per_s"] == inf and row["higher_is_better"] is False
+    history = row["history"]
+    assert math.isnan(history[0]["loss"]) and history[1] == {"loss": inf, "grad": -inf}
+    assert history[2] == {"loss": 1.5}
+    assert row["config"] == {"note": "µ-mixer ✓", "nested": [1, [2.5, None], {"$float": "not a tag"}]}
+    store.close()
+
+
+def test_a_reader_creates_nothing_and_the_store_check_names_the_problem(store_url):
+    with pytest.raises(ConfigError, match="store"):
+        check_store(store_url, must_exist=True)
+    with pytest.raises(ConfigError, match="runs table|empty file"):
+        ResultStore(store_url, create=False)
+    with pytest.raises(ConfigError, match="store"):
+        check_store(store_url, must_exist=True)  # still nothing there
+    ResultStore(store_url).close()
+    check_store(store_url, must_exist=True)
+    assert ResultStore(store_url, create=False).rows() == []
+
+
+def test_a_dropped_server_connection_costs_a_reconnect_not_a_row(postgres_url):
+    import sqlalchemy as sa
+
+    store = ResultStore(postgres_url)
+    assert store.write({"run_key": "before"})
+    # What a server restart or an idle timeout does to a sweep's pooled connection mid-sweep.
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        ended = conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalars()
+        assert any(ended)
+    admin.dispose()
+    assert store.write({"run_key": "after"})
+    assert store.finished_keys() == {"before", "after"}
+    store.close()
 
 
 def test_database_url_passes_urls_and_turns_paths_into_sqlite(tmp_path):
     assert database_url("postgresql://u@h/db") == "postgresql://u@h/db"
-    assert database_url(tmp_path / "r.sqlite").startswith("sqlite:///")
+    assert database_url(tmp_path / "sub" / "r.sqlite").startswith("sqlite:///")
+    assert (tmp_path / "sub").is_dir()  # a writer's folder is made
+    assert database_url(tmp_path / "other" / "r.sqlite", create=False) and not (tmp_path / "other").exists()
 
 
 def lm(dim, mixer="attention"):
@@ -78,34 +159,68 @@ def test_costs_of_an_image_model_use_images_and_count_patches():
     assert costs["state_size"] == model.state_size(tokens) and costs["peak_memory_mb"] > 0
 
 
-OLD_SCHEMA = """CREATE TABLE runs (id INTEGER PRIMARY KEY, run_key VARCHAR(64) NOT NULL UNIQUE,
-sweep VARCHAR(200), task VARCHAR(100), model VARCHAR(200), mixer VARCHAR(200), dim INTEGER, lr FLOAT,
-seed INTEGER,
-status VARCHAR(32), metric_name VARCHAR(64), metric FLOAT, higher_is_better BOOLEAN, params BIGINT,
-flops_per_token FLOAT, state_size BIGINT, state_size_eval BIGINT, tokens_per_s FLOAT, peak_memory_mb FLOAT,
-train_seconds FLOAT, train_cpu_seconds FLOAT, steps INTEGER, epochs INTEGER, device VARCHAR(100),
-message TEXT, created_at DATETIME, config JSON, slices JSON, history JSON, versions JSON)"""
+def old_runs_table(meta):
+    """The runs table as stores were written before the grid had axes: fewer columns, bounded text."""
+    import sqlalchemy as sa
+
+    text = {n: sa.String(n) for n in (32, 64, 100, 200)}
+    return sa.Table(
+        "runs",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("run_key", text[64], nullable=False, unique=True),
+        *(sa.Column(name, text[200]) for name in ("sweep", "model", "mixer")),
+        sa.Column("task", text[100]),
+        *(sa.Column(name, sa.Integer) for name in ("dim", "seed", "steps", "epochs")),
+        sa.Column("lr", sa.Float),
+        sa.Column("status", text[32]),
+        sa.Column("metric_name", text[64]),
+        sa.Column("higher_is_better", sa.Boolean),
+        *(sa.Column(name, sa.Float) for name in ("metric", "flops_per_token", "tokens_per_s")),
+        *(sa.Column(name, sa.Float) for name in ("peak_memory_mb", "train_seconds", "train_cpu_seconds")),
+        *(sa.Column(name, sa.BigInteger) for name in ("params", "state_size", "state_size_eval")),
+        sa.Column("device", text[100]),
+        sa.Column("message", sa.Text),
+        sa.Column("created_at", sa.DateTime),
+        *(sa.Column(name, sa.JSON) for name in ("config", "slices", "history", "versions")),
+    )
 
 
-def test_a_store_written_before_axes_migrates_without_losing_a_row(tmp_path):
-    import sqlite3
+def test_a_store_written_before_axes_migrates_without_losing_a_row(store_url):
+    import sqlalchemy as sa
 
-    path = tmp_path / "old.sqlite"
-    with sqlite3.connect(path) as conn:  # the schema of stores written before the grid had axes
-        conn.execute(OLD_SCHEMA)
+    engine = sa.create_engine(database_url(store_url))
+    meta = sa.MetaData()
+    old = old_runs_table(meta)
+    meta.create_all(engine)
+    with engine.begin() as conn:
         for i, mixer in enumerate(["attention", "gla"]):
-            conn.execute(
-                "INSERT INTO runs (run_key, sweep, task, mixer, dim, lr, seed, metric) "
-                "VALUES (?,?,?,?,?,?,?,?)",
-                (f"k{i}", "old", "mqar", mixer, 32, 3e-3, i, 0.5 + i / 10),
-            )
-    store = ResultStore(path)
-    rows = store.rows()
+            values = dict(run_key=f"k{i}", sweep="old", task="mqar", mixer=mixer, dim=32, lr=3e-3, seed=i)
+            conn.execute(sa.insert(old).values(**values, metric=0.5 + i / 10))
+    engine.dispose()
+    reader = ResultStore(store_url, create=False)  # a reader migrates too: the report of an old sweep
+    rows = reader.rows()
+    reader.close()
     assert [r["run_key"] for r in rows] == ["k0", "k1"] and rows[1]["metric"] == pytest.approx(0.6)
     assert rows[1]["axes"] == {"model.mixer": "gla", "model.dim": 32, "train.lr": 3e-3, "train.seed": 1}
     assert rows[0]["kind"] == "next_token"
+    store = ResultStore(store_url)
     assert store.write(
         {"run_key": "new", "task": "digits", "kind": "classify", "axes": {"model.mixing": "2d"}}
     )
-    assert store.rows()[-1]["axes"] == {"model.mixing": "2d"} and len(store.rows()) == 3
+    # The old bounds are gone: a long label and a 64-bit seed fit where they would not have.
+    assert store.write({"run_key": "wide", "mixer": "m" * 500, "seed": 2**40, "status": "s" * 100})
+    rows = store.rows()
+    assert rows[2]["axes"] == {"model.mixing": "2d"} and len(rows) == 4
+    assert rows[3]["mixer"] == "m" * 500 and rows[3]["seed"] == 2**40
     store.close()
+
+
+def test_a_server_that_does_not_answer_is_a_store_error_without_the_password():
+    pytest.importorskip("psycopg")
+    with socket.socket() as port:
+        port.bind(("127.0.0.1", 0))  # bound, never listening: nothing answers there
+        url = f"postgresql://mixer:s3cret@127.0.0.1:{port.getsockname()[1]}/none"
+        with pytest.raises(ConfigError, match="cannot connect") as error:
+            check_store(url, must_exist=True)
+    assert "s3cret" not in str(error.value) and "mixer:***@127.0.0.1" in str(error.value)

@@ -11,6 +11,7 @@ import torch
 from mixerlab.errors import ConfigError
 from mixerlab.layers.token_mixers.attention import Attention
 from mixerlab.layers.token_mixers.base import state_numel
+from mixerlab.layers.token_mixers.lizard import Lizard
 from mixerlab.train import RunConfig, Trainer, from_dict
 from mixerlab.train.config import ModelConfig
 from mixerlab.train.trainer import build_model
@@ -23,7 +24,7 @@ def lm(mixer: dict | str = "attention"):
     return build_model(ModelConfig(name="lm", dim=16, depth=2, mixer=mixer), 11)
 
 
-@pytest.mark.parametrize("mixer", ["gla", "linear_attention"])
+@pytest.mark.parametrize("mixer", ["gla", "linear_attention", "lizard"])
 def test_the_new_layer_is_the_teacher_within_its_window(mixer):
     torch.manual_seed(0)
     attention = Attention(dim=16, num_heads=4, num_kv_heads=2)
@@ -33,14 +34,15 @@ def test_the_new_layer_is_the_teacher_within_its_window(mixer):
     torch.testing.assert_close(hybrid(x)[0], attention(x)[0])
 
 
-@pytest.mark.parametrize("mixer", ["gla", "linear_attention"])
+@pytest.mark.parametrize("mixer", ["gla", "linear_attention", "lizard"])
 def test_decoding_state_stays_constant_while_the_teachers_grows(mixer):
     teacher = lm()
     transform, _ = create_transform(
         {"name": "linearize", "options": {"mixer": mixer, "window": 4, "match_steps": 0, "finetune_steps": 0}}
     )
     student, _ = transform.apply(copy.deepcopy(teacher))
-    assert all(isinstance(b.mixer, LinearizedAttention) for b in student.backbone.blocks)
+    expected = Lizard if mixer == "lizard" else LinearizedAttention
+    assert all(isinstance(b.mixer, expected) for b in student.backbone.blocks)
     sizes = {}
     for T in (8, 16, 40):
         tokens = torch.randint(0, 11, (2, T))
@@ -100,3 +102,24 @@ def test_linearize_needs_causal_attention():
         create_transform({"name": "linearize"})[0].apply(lm("gla"))
     with pytest.raises(ConfigError, match="mixer"):
         create_transform({"name": "linearize", "options": {"mixer": "mamba"}})
+
+
+def test_lizard_target_decodes_token_by_token_as_it_runs_whole():
+    transform, _ = create_transform(
+        {
+            "name": "linearize",
+            "options": {"mixer": "lizard", "window": 3, "match_steps": 0, "finetune_steps": 0},
+        }
+    )
+    student, _ = transform.apply(lm())
+    with torch.no_grad():
+        for block in student.backbone.blocks:
+            block.mixer.alpha.fill_(0.5)  # both branches contribute
+    tokens = torch.randint(0, 11, (2, 13))
+    whole, _ = student(tokens)
+    logits, state = student(tokens[:, :5])
+    steps = [logits]
+    for t in range(5, 13):
+        logits, state = student(tokens[:, t : t + 1], state=state)
+        steps.append(logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), whole, rtol=1e-4, atol=1e-4)

@@ -9,7 +9,8 @@ puts a baseline of another field (:mod:`mixerlab.bench.baselines`) in the same t
 run keeps only its model's name and options and its seed.
 
 Every run trains in a worker process (``ProcessPoolExecutor``, spawn context, one thread each when
-there are several workers), and its result is written to the results store as soon as it
+there are several workers), or as a Ray task (``executor="ray"``,
+:mod:`mixerlab.bench.ray_executor`), and its result is written to the results store as soon as it
 finishes. A run already in the store is skipped, so re-running an interrupted sweep only does
 what is missing; a run killed mid-way resumes from its last per-epoch checkpoint.
 
@@ -403,10 +404,13 @@ def run_one(
     should_stop: Callable[[], bool] | None = None,
     progress: bool = False,
     log: Log | None = None,
+    log_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Train (or fit, for a baseline) one run and measure its costs; returns the store row.
 
-    The checkpoint is ``checkpoint``, else ``<checkpoint_dir>/<run key>.pt``, else none.
+    The checkpoint is ``checkpoint``, else ``<checkpoint_dir>/<run key>.pt``, else none. The
+    run's loggers (``train.loggers``) write under ``log_dir``, else the folder that holds
+    ``checkpoint_dir`` (a sweep's ``out_dir``), else ``mixerlab-runs``.
     ``should_stop`` is polled before every step; when it turns true the run raises
     :class:`~mixerlab.train.interrupts.Interrupted` and its last checkpoint stays.
     """
@@ -417,8 +421,16 @@ def run_one(
     else:
         if checkpoint is None and checkpoint_dir is not None:
             checkpoint = Path(checkpoint_dir) / f"{key}.pt"
+        if log_dir is None:
+            log_dir = Path(checkpoint_dir).parent if checkpoint_dir is not None else "mixerlab-runs"
         task, objective, part = _train_run(
-            run, checkpoint, should_stop=should_stop, progress=progress, log=log
+            run,
+            checkpoint,
+            should_stop=should_stop,
+            progress=progress,
+            log=log,
+            log_dir=log_dir,
+            log_group=sweep,
         )
     metrics = part.pop("metrics")
     return {
@@ -492,20 +504,45 @@ def _train_run(
     should_stop: Callable[[], bool] | None = None,
     progress: bool = False,
     log: Log | None = None,
+    log_dir: str | os.PathLike = "mixerlab-runs",
+    log_group: str = "train",
 ) -> tuple[Any, Any, dict[str, Any]]:
-    """Train one model; its task, objective and the run-specific columns of its row."""
+    """Train one model; its task, objective and the run-specific columns of its row.
+
+    The run's loggers get its costs and final metric, then are closed.
+    """
     from mixerlab.bench.costs import count_parameters, environment, measure_costs
     from mixerlab.train.trainer import Trainer
 
-    trainer = Trainer(run, checkpoint_path=checkpoint, progress=progress, log=log, should_stop=should_stop)
+    trainer = Trainer(
+        run,
+        checkpoint_path=checkpoint,
+        progress=progress,
+        log=log,
+        should_stop=should_stop,
+        log_dir=log_dir,
+        log_group=log_group,
+    )
     if log is not None:
         _, steps, _ = trainer.budget()
         log(
             f"training {run.model.name} ({count_parameters(trainer.model):,} parameters, "
             f"{torch.get_num_threads()} threads) on {run.task.name} for {steps} steps"
         )
-    result = trainer.fit()
-    example = trainer.train_data.batch(slice(0, run.train.batch_size), trainer.device)["inputs"]
+    try:
+        result = trainer.fit()
+        example = trainer.train_data.batch(slice(0, run.train.batch_size), trainer.device)["inputs"]
+        costs = measure_costs(trainer.model, task=trainer.task, inputs=example, device=trainer.device)
+        if trainer.loggers:
+            final = {f"cost/{k}": v for k, v in costs.items() if isinstance(v, int | float)}
+            if result.metrics is not None:
+                final[f"final/{result.metrics.name}"] = result.metrics.value
+            final["final/tokens_per_s"] = result.tokens_per_second
+            trainer.loggers.log_metrics(final, result.steps)
+    except BaseException as err:
+        trainer.close("interrupted" if isinstance(err, Interrupted | KeyboardInterrupt) else "failed")
+        raise
+    trainer.close(result.status)
     env = environment(trainer.device)
     # What transforms reported (bytes, sparsity) and each sub-network / exit of a method, kept with
     # the epochs so the report and later analysis can read them.
@@ -529,7 +566,7 @@ def _train_run(
             "message": result.message,
             "history": history,
             "versions": env,
-            **measure_costs(trainer.model, task=trainer.task, inputs=example, device=trainer.device),
+            **costs,
         },
     )
 
@@ -588,14 +625,20 @@ def compare(
     workers: int = 2,
     report: bool = True,
     log: Log = print,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> CompareSummary:
     """Run (the missing runs of) ``sweep``, writing each result to the store; then the report.
 
-    Everything is checked before anything is created or run: the sweep, every model at every
-    width, the store. Ctrl-C: see the module docstring.
+    ``executor`` runs the runs: ``local`` (this process, or a pool of ``workers`` processes) or
+    ``ray`` (a Ray task each, on the cluster at ``ray_address`` or ``RAY_ADDRESS``, else on a
+    local Ray instance of ``workers`` CPUs). Either way the rows are written here, as each run
+    finishes. Everything is checked before anything is created or run: the sweep, every model
+    at every width, the store, the executor. Ctrl-C: see the module docstring.
     """
-    from mixerlab.bench.store import ResultStore, check_store
+    from mixerlab.bench.store import ResultStore, check_store, display_url
 
+    run_all = executor_for(executor, ray_address)
     sweep = load_sweep(sweep)
     check(
         isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1,
@@ -619,7 +662,8 @@ def compare(
     names = ", ".join(dict.fromkeys(r.config.task.name for r in runs)) or sweep.task.name
     log(
         f"sweep {sweep.name!r}: {len(runs)} runs on {names}, {summary.skipped_done} already in "
-        f"{results.url}, {len(todo)} to run with {workers} worker(s)"
+        f"{display_url(results.url)}, {len(todo)} to run with {workers} worker(s)"
+        + (" on Ray" if executor == "ray" else "")
     )
     checkpoint_dir = str(out / "checkpoints")
 
@@ -643,21 +687,7 @@ def compare(
 
     args = [(to_dict(r.config), r.label, sweep.name, checkpoint_dir, r.axes) for r in todo]
     try:
-        if workers == 1 or len(todo) <= 1:
-            # One thread, as in a worker process: the same run costs the same either way.
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                with stop_on_interrupt() as request:
-                    for run, a in zip(todo, args):
-                        record(run, *_run_safely(*a, should_stop=request))
-                        if request.requested:
-                            break
-                    summary.interrupted = request.requested
-            finally:
-                torch.set_num_threads(threads)
-        else:
-            summary.interrupted = _run_in_pool(todo, args, min(workers, len(todo)), record)
+        summary.interrupted = run_all(todo, args, workers, record) if todo else False
     finally:
         summary.seconds = time.perf_counter() - started
         results.close()
@@ -665,7 +695,73 @@ def compare(
         from mixerlab.bench.report import write_report
 
         summary.report = write_report(results.url, out / "report", sweep=sweep.name, log=log)
+        if sweep.train.loggers:
+            _log_report(sweep, summary.report, out)
     return summary
+
+
+# How a sweep's runs are run: (runs, their run_one arguments, workers, record) -> interrupted.
+# ``record(run, status, row, error)`` is called in this process as each run ends.
+Executor = Callable[[list[PlannedRun], list[tuple], int, Callable[..., None]], bool]
+EXECUTORS = ("local", "ray")
+
+
+def executor_for(name: str, ray_address: str | None = None) -> Executor:
+    """The executor called ``name``; ``ray`` needs the ``ray`` package (the ``ray`` extra)."""
+    check(name in EXECUTORS, "compare", "executor", name, f"expected one of {list(EXECUTORS)}")
+    check(
+        name == "ray" or ray_address is None,
+        "compare",
+        "ray_address",
+        ray_address,
+        "only with executor='ray'",
+    )
+    if name == "local":
+        return _run_locally
+    import importlib.util
+
+    check(
+        importlib.util.find_spec("ray") is not None,
+        "compare",
+        "executor",
+        name,
+        "the ray executor needs the 'ray' package: pip install 'mixerlab[ray]'",
+    )
+    from mixerlab.bench.ray_executor import run_on_ray
+
+    return functools.partial(run_on_ray, address=ray_address)
+
+
+def _run_locally(
+    todo: list[PlannedRun], args: list[tuple], workers: int, record: Callable[..., None]
+) -> bool:
+    """In this process (one worker or one run), else in a pool of spawned processes."""
+    if workers > 1 and len(todo) > 1:
+        return _run_in_pool(todo, args, min(workers, len(todo)), record)
+    # One thread, as in a worker process: the same run costs the same either way.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with stop_on_interrupt() as request:
+            for run, a in zip(todo, args):
+                record(run, *_run_safely(*a, should_stop=request))
+                if request.requested:
+                    break
+            return request.requested
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _log_report(sweep: SweepConfig, report: dict[str, Any], out: Path) -> None:
+    """The report's plots to the sweep's loggers, as one run named ``report`` in the sweep's group."""
+    from mixerlab.train.loggers import open_loggers
+
+    loggers = open_loggers(sweep.train.loggers, run_name="report", group=sweep.name, root=out)
+    try:
+        loggers.log_config(to_dict(sweep))
+        loggers.log_images(report["pngs"])
+    finally:
+        loggers.close()
 
 
 def _run_in_pool(
@@ -773,14 +869,27 @@ def compare_command(
     tiny: bool,
     report: bool,
     log: Log = print,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> CompareSummary:
     """What ``mixerlab compare`` does: build the sweep, run it, print a summary."""
+    from mixerlab.bench.store import display_url
+
     sweep = build_sweep(path, lists=lists, assignments=assignments, tiny=tiny)
-    summary = compare(sweep, out_dir=out, store=store, workers=workers, report=report, log=log)
+    summary = compare(
+        sweep,
+        out_dir=out,
+        store=store,
+        workers=workers,
+        report=report,
+        log=log,
+        executor=executor,
+        ray_address=ray_address,
+    )
     if summary.interrupted:
         return summary
     log(
         f"done in {summary.seconds:.0f}s: {len(summary.finished)} run(s) finished, {summary.skipped_done} "
-        f"already in the store, {len(summary.failed)} failed; store: {summary.store_url}"
+        f"already in the store, {len(summary.failed)} failed; store: {display_url(summary.store_url)}"
     )
     return summary

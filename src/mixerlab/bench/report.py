@@ -215,7 +215,7 @@ def load_rows(
     A missing or unreadable store, or filters that match nothing, raise
     :class:`~mixerlab.errors.ConfigError` saying what the store does hold.
     """
-    from mixerlab.bench.store import ResultStore, check_store
+    from mixerlab.bench.store import ResultStore, check_store, display_url
 
     check_store(store, must_exist=True, owner="report")
     results = ResultStore(store, create=False)
@@ -230,7 +230,7 @@ def load_rows(
         if sweep is not None and task is not None:
             allowed = f"sweep {sweep!r} has no runs on task {task!r}"
             raise ConfigError("report", "task", task, allowed)
-        raise ConfigError("report", "store", str(store), "the store holds no runs yet")
+        raise ConfigError("report", "store", display_url(store), "the store holds no runs yet")
     finally:
         results.close()
 

@@ -26,7 +26,16 @@ def compare(
     store: Annotated[
         str | None, typer.Option(help="Database URL or SQLite path (default: <out>/results.sqlite).")
     ] = None,
-    workers: Annotated[int, typer.Option(help="Parallel worker processes (one thread each).")] = 2,
+    workers: Annotated[
+        int, typer.Option(help="Parallel runs: worker processes, or the CPUs of a local Ray instance.")
+    ] = 2,
+    executor: Annotated[
+        str, typer.Option(help="Where runs run: local (process pool) or ray (Ray tasks; the ray extra).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join (default: RAY_ADDRESS, else a local Ray instance)."),
+    ] = None,
     mixers: Annotated[str | None, typer.Option(help="Comma-separated token mixers to use instead.")] = None,
     widths: Annotated[str | None, typer.Option(help="Comma-separated widths, e.g. 32,64.")] = None,
     lrs: Annotated[str | None, typer.Option(help="Comma-separated learning rates.")] = None,
@@ -57,13 +66,18 @@ def compare(
             tiny=tiny,
             report=report,
             log=typer.echo,
+            executor=executor,
+            ray_address=ray_address,
         )
     except KeyboardInterrupt:
         typer.echo(f"interrupted again: stopped at once; {RESUME}", err=True)
         raise typer.Exit(code=130) from None
     if summary.interrupted:
         stored = summary.skipped_done + len(summary.finished)
-        typer.echo(f"interrupted: {stored} finished run(s) in {summary.store_url}; {RESUME}", err=True)
+        from mixerlab.bench.store import display_url
+
+        where = display_url(summary.store_url)
+        typer.echo(f"interrupted: {stored} finished run(s) in {where}; {RESUME}", err=True)
         raise typer.Exit(code=130)
     if summary.finished or summary.skipped_done:
         print_leaderboard(f"sweep {summary.sweep!r}", load_rows(summary.store_url, sweep=summary.sweep))

@@ -85,9 +85,13 @@ def train(
     """Train one model on one task, print progress and a results table, and store the result.
 
     Ctrl-C once stops at the next step (the last checkpoint stays); twice stops at once.
+    Under `torchrun --nproc_per_node=N mixerlab train ...` the run is data-parallel over N
+    processes (train.batch_size is the global batch); rank 0 alone prints and writes.
     """
+    from mixerlab.bench.store import display_url
     from mixerlab.cli._table import print_leaderboard
     from mixerlab.train.checkpoint import trusting_pickle_checkpoints
+    from mixerlab.train.distributed import is_writer_process, leave
     from mixerlab.train.interrupts import Interrupted, stop_on_interrupt
     from mixerlab.train.run import result_summary, train_command
 
@@ -121,11 +125,18 @@ def train(
     except KeyboardInterrupt:
         typer.echo(f"interrupted again: stopped at once; {RESUME}", err=True)
         raise typer.Exit(code=130) from None
+    finally:
+        leave()
+    if not is_writer_process():
+        return
     if stored_before:
-        typer.echo(f"this run is already in {store} (use --no-store to train it again); its result:")
+        typer.echo(
+            f"this run is already in {display_url(store)} (use --no-store to train it again); its result:"
+        )
     print_leaderboard("train", [row])
     if not no_store:
-        typer.echo(f"stored in {store} (sweep 'train'): `mixerlab report --store {store} --sweep train`")
+        where = display_url(store)
+        typer.echo(f"stored in {where} (sweep 'train'): `mixerlab report --store {where} --sweep train`")
     if output is not None:
         output.write_text(json.dumps(result_summary(row), indent=2))
 

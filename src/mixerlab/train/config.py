@@ -76,9 +76,26 @@ class TrainConfig:
     # max_steps), so a run is the same on every machine and its learning rate reaches the end
     # of its decay. None: the epochs alone set the budget.
     max_steps: int | None = None
+    # How several processes under torchrun share the model: "ddp" (a replica per rank) or "fsdp"
+    # (parameters sharded, each Block one unit, for models too large for one device).
+    distributed: str = "ddp"
+    # Experiment trackers (``tensorboard``, ``mlflow``: names or {name, **options}); see
+    # mixerlab.train.loggers. They record the run and change nothing in it: not part of its key.
+    loggers: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.loggers:
+            from mixerlab.train.loggers import check_logger_specs
+
+            check_logger_specs(self.loggers)
         check_positive_int("train", "epochs", self.epochs)
+        check(
+            self.distributed in ("ddp", "fsdp"),
+            "train",
+            "distributed",
+            self.distributed,
+            "expected 'ddp' or 'fsdp'",
+        )
         check_positive_int("train", "batch_size", self.batch_size)
         check_positive_int("train", "eval_batch_size", self.eval_batch_size)
         check(self.lr > 0, "train", "lr", self.lr, "expected > 0")
@@ -146,7 +163,10 @@ _LATER_FIELDS: dict[str, Any] = {
     "transforms": [],
     "objective": None,
     "train.max_steps": None,
+    "train.distributed": "ddp",
 }
+# Fields that record a run without changing it: never part of its key.
+_NOT_IN_KEY = ("train.loggers",)
 
 
 def config_key(config: Any) -> str:
@@ -159,6 +179,12 @@ def config_key(config: Any) -> str:
                 node = node.get(part, {})
             if last in node and node[last] == default:
                 del node[last]
+        for path in _NOT_IN_KEY:
+            *parents, last = path.split(".")
+            node = data
+            for part in parents:
+                node = node.get(part, {})
+            node.pop(last, None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

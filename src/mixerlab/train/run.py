@@ -84,7 +84,7 @@ def train_command(
     checkpoint: str | os.PathLike | None = None,
     store: str | os.PathLike | None = DEFAULT_STORE,
     progress: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = print,
     should_stop: Callable[[], bool] | None = None,
     threads: int | None = 1,
 ) -> tuple[dict[str, Any], bool]:
@@ -97,25 +97,34 @@ def train_command(
     ``threads`` sets torch's threads (None: torch's choice). One is the default, as in a sweep's
     workers: the testbed's small models gain nothing from more, and on a busy machine two
     spinning threads per process ran 13x slower than one (measured on 2 shared cores).
+
+    Under ``torchrun`` every rank trains its share (:mod:`mixerlab.train.distributed`); rank 0
+    alone reads and writes the store, checkpoints and logs, and tells the others whether the run
+    is stored already. The row is the same on every rank.
     """
     import torch
 
     from mixerlab.bench.compare import mixer_labels, run_one
     from mixerlab.bench.store import ResultStore, check_store
+    from mixerlab.train.distributed import backend_for, from_environment, from_writer
 
     config = build_run_config(path, overrides, assignments)
     if threads is not None:
         check_positive_int("train", "threads", threads)
         torch.set_num_threads(threads)
+    ctx = from_environment(backend_for(config.train.device))
+    if not ctx.is_writer:
+        progress, log = False, None
     key = config.key()
     results = None
-    if store is not None:
+    if store is not None and ctx.is_writer:
         check_store(store, must_exist=False, owner="train")
         results = ResultStore(store)
-        stored = results.get(key)
-        if stored is not None:
+    stored = from_writer(None if results is None else results.get(key), ctx)
+    if stored is not None:
+        if results is not None:
             results.close()
-            return stored, True
+        return stored, True
     own_checkpoint = checkpoint is None and store is not None and "://" not in str(store)
     if own_checkpoint:
         checkpoint = Path(store).parent / "checkpoints" / f"{key}.pt"
@@ -137,8 +146,10 @@ def train_command(
             should_stop=should_stop,
             progress=progress,
             log=log,
+            # Loggers' default folders beside a local store (else the default mixerlab-runs).
+            log_dir=Path(store).parent if store is not None and "://" not in str(store) else None,
         )
-        if results is not None:
+        if results is not None:  # rank 0 only
             results.write(row)
             if own_checkpoint:
                 Path(checkpoint).unlink(missing_ok=True)

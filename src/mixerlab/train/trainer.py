@@ -17,6 +17,11 @@ optimiser step through the training method's hooks, :mod:`mixerlab.train.methods
 checkpoint (:mod:`mixerlab.train.checkpoint`). Transforms (:mod:`mixerlab.train.transforms`)
 run before or after training.
 
+Under ``torchrun`` the run is data-parallel (:mod:`mixerlab.train.distributed`): every rank
+trains on its contiguous share of each global batch (``train.batch_size`` is the global size),
+the ranks agree on every decision, and rank 0 alone writes checkpoints, progress and results.
+With one process nothing of this runs.
+
 Shapes: a batch is ``{"inputs": Tensor | dict[str, Tensor], "targets": Tensor}``.
 """
 
@@ -40,8 +45,20 @@ from mixerlab.registry import BASELINES, HEADS, MODELS
 from mixerlab.tasks.base import Metrics, Task, create_task
 from mixerlab.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mixerlab.train.config import ModelConfig, RunConfig, config_key, to_dict
+from mixerlab.train.distributed import (
+    DistContext,
+    agree,
+    backend_for,
+    check_shardable,
+    from_environment,
+    from_writer,
+    shard,
+    weigh_share,
+    wrap,
+)
 from mixerlab.train.evaluate import evaluate, objective_of
 from mixerlab.train.interrupts import Interrupted
+from mixerlab.train.loggers import Loggers, open_loggers, run_name
 from mixerlab.train.methods import TrainingMethod, create_method
 from mixerlab.train.schedules import warmup_cosine
 from mixerlab.train.transforms import TransformContext, create_transform
@@ -152,13 +169,25 @@ def train_step(
     step: int,
     grad_clip: float | None,
     bf16: bool,
+    replica: nn.Module | None = None,
+    ctx: DistContext | None = None,
 ) -> torch.Tensor:
-    """One optimiser step through the method's hooks; returns the loss (not yet checked for NaN)."""
+    """One optimiser step through the method's hooks; returns the loss (not yet checked for NaN).
+
+    Data-parallel: the forward pass goes through ``replica`` (``model`` wrapped by
+    :func:`~mixerlab.train.distributed.wrap`, whose backward averages the gradients over the
+    ranks of ``ctx``), the loss is weighted by this rank's share of the scored targets and the
+    loss returned is the global batch's, taken before the backward pass so that a NaN on any
+    rank skips the step on all.
+    """
     device_type = next(model.parameters()).device.type
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-        loss, _ = method.loss(model, batch, objective, step)
-    if not torch.isfinite(loss):
-        return loss
+        loss, _ = method.loss(model if replica is None else replica, batch, objective, step)
+    reported = loss
+    if ctx is not None and ctx.enabled:
+        loss, reported = weigh_share(loss, batch["targets"], ctx)
+    if not torch.isfinite(reported):
+        return reported
     optimizer.zero_grad(set_to_none=True)
     method.backward(loss, model, step)
     method.after_backward(model, step)
@@ -166,7 +195,7 @@ def train_step(
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     method.after_step(model, step)
-    return loss
+    return reported
 
 
 Callback = Callable[[dict[str, Any]], None]
@@ -177,6 +206,10 @@ class Trainer:
 
     ``checkpoint_path`` (optional) is written after every epoch and read at start: a run whose
     config matches the checkpoint's continues from it. ``progress`` shows a tqdm bar.
+
+    ``config.train.loggers`` (TensorBoard, MLflow) get the config, every step's loss, every
+    evaluation and, from the caller, the costs; they go under ``log_dir`` unless their options
+    say where, grouped by ``log_group`` (the sweep's name). :meth:`close` ends them.
     """
 
     def __init__(
@@ -188,8 +221,12 @@ class Trainer:
         on_epoch: Callback | None = None,
         log: Callable[[str], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        log_dir: str | os.PathLike = "mixerlab-runs",
+        log_group: str = "train",
     ) -> None:
         self.config = config
+        self.log_dir, self.log_group = log_dir, log_group
+        self.loggers = Loggers()
         self.checkpoint_path = checkpoint_path
         self.should_stop = should_stop or (lambda: False)
         self.progress = progress
@@ -198,12 +235,22 @@ class Trainer:
         self.task = build_task(config)
         self.objective = objective_of(self.task, config.objective)
         self.device = torch.device(config.train.device)
+        # Under torchrun: join the job's process group; rank 0 alone shows progress and logs.
+        self.dist = from_environment(backend_for(self.device))
+        if self.dist.enabled:
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", self.dist.local_rank)
+            self.progress = self.progress and self.dist.is_writer
+            self.log = self.log if self.dist.is_writer else (lambda msg: None)
         seed_everything(config.train.seed)
         self.transforms = [create_transform(spec) for spec in config.transforms]
         self.method = create_method(config.method.name, config.method.options)
+        if self.dist.enabled:
+            _check_data_parallel(config, self.method, self.dist)
         model = build_model(config.model, self.task).to(self.device)
         self.train_data = self.task.train_data(config.task.seed)
         self.eval_data = self.task.eval_data(config.task.seed)
+        check_shardable(len(self.train_data), config.train.batch_size, self.dist)
         # Models that read the training rows before training (ExcelFormer ranks its fields by
         # mutual information, ModernNCA keeps them as retrieval candidates) get them here; a
         # resumed run then overwrites what they derived with the checkpoint's buffers.
@@ -236,9 +283,27 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
+        result = self._fit()
+        if self.dist.enabled and self.config.train.distributed == "fsdp":
+            # What follows training (costs, saving the model) reads a plain module, not shards.
+            self.model = self._whole_model()
+        return result
+
+    def _whole_model(self) -> nn.Module:
+        """A plain copy of the FSDP-sharded model on every rank, its weights gathered from all."""
+        from torch.distributed.checkpoint import state_dict as dcp
+
+        state = dcp.get_model_state_dict(self.model, options=dcp.StateDictOptions(full_state_dict=True))
+        model = self.method.wrap(build_model(self.config.model, self.task).to(self.device))
+        model.load_state_dict(state)
+        return model
+
+    def _fit(self) -> TrainResult:
         cfg = self.config.train
         model, data = self.model, self.train_data
-        num = len(data)
+        num, world = len(data), self.dist.world_size
+        # The module the training forward pass goes through (model itself with one process).
+        replica = wrap(model, self.dist, cfg.distributed)
         steps_per_epoch, total_steps, epochs = self.budget()
         warmup = int(cfg.warmup_frac * total_steps)
         decay, no_decay = _param_groups(model)
@@ -255,6 +320,15 @@ class Trainer:
         if start_epoch >= epochs:
             return result
         result.status = "finished"
+        if cfg.loggers and self.dist.is_writer:  # under torchrun, rank 0 alone logs
+            self.loggers = open_loggers(
+                cfg.loggers,
+                run_name=run_name(self.config),
+                group=self.log_group,
+                root=self.log_dir,
+                resume_step=result.steps,
+            )
+            self.loggers.log_config(to_dict(self.config))
 
         bar = _progress_bar(total_steps, result.steps, self.progress, self._label())
         # CPU time of this process, resumed where the checkpoint left it; evaluation is not training.
@@ -275,9 +349,10 @@ class Trainer:
                 epoch_start = time.perf_counter()
                 losses = []
                 for i in range(min(steps_per_epoch, total_steps - result.steps)):
-                    if self.should_stop():
+                    if agree(self.should_stop(), self.dist):
                         raise Interrupted(f"stopped at step {result.steps} of {total_steps}")
-                    batch = data.batch(order[i * cfg.batch_size : (i + 1) * cfg.batch_size], self.device)
+                    indices = shard(order[i * cfg.batch_size : (i + 1) * cfg.batch_size], self.dist)
+                    batch = data.batch(indices, self.device)
                     loss = train_step(
                         model,
                         batch,
@@ -287,6 +362,8 @@ class Trainer:
                         step=result.steps,
                         grad_clip=cfg.grad_clip,
                         bf16=cfg.bf16,
+                        replica=replica,
+                        ctx=self.dist,
                     )
                     if not torch.isfinite(loss):
                         result.status = "diverged"
@@ -296,13 +373,21 @@ class Trainer:
                         )
                         self.log(result.message)
                         return result
+                    used_lr = optimizer.param_groups[0]["lr"]
                     scheduler.step()
                     result.steps += 1
-                    result.train_examples += len(batch["targets"])
-                    result.train_tokens += tokens_per_example(model, batch["inputs"]) * len(batch["targets"])
+                    if self.loggers:
+                        # At the number of updates made, as the evaluations after each epoch.
+                        self.loggers.log_metrics(
+                            {"train/loss": loss.item(), "train/lr": used_lr}, result.steps
+                        )
+                    # The global batch: this rank's share times the number of ranks.
+                    examples = len(batch["targets"]) * world
+                    result.train_examples += examples
+                    result.train_tokens += tokens_per_example(model, batch["inputs"]) * examples
                     losses.append(loss.detach())
                     bar.update(1)
-                    if over_budget():
+                    if agree(over_budget(), self.dist):
                         break
                 result.train_seconds += time.perf_counter() - epoch_start
                 result.train_cpu_seconds = time.process_time() - cpu_started - eval_cpu
@@ -318,6 +403,9 @@ class Trainer:
                     metrics.name: metrics.value,
                 }
                 result.history.append(record)
+                if self.loggers:
+                    self.loggers.log_metrics(_epoch_scalars(record, metrics), result.steps)
+                    self.loggers.flush()
                 bar.set_postfix({"loss": f"{record['loss']:.3f}", metrics.name: f"{metrics.value:.3f}"})
                 self.log(
                     f"epoch {epoch + 1}/{epochs} step {result.steps}/{total_steps} loss {record['loss']:.4f} "
@@ -326,7 +414,7 @@ class Trainer:
                 if metrics.reached(cfg.target_metric):
                     result.status = "early_stopped"
                     result.message = f"{metrics.name} {metrics.value:.4f} reached target {cfg.target_metric}"
-                elif over_budget():
+                elif agree(over_budget(), self.dist):
                     result.status = "time_limit"
                     result.message = f"stopped by max_cpu_seconds={cfg.max_cpu_seconds} at epoch {epoch + 1}"
                 done = result.status != "finished" or epoch + 1 == epochs
@@ -341,6 +429,10 @@ class Trainer:
         finally:
             bar.close()
         return result
+
+    def close(self, status: str = "finished") -> None:
+        """End the run's loggers (after the caller logged the costs); a no-op without loggers."""
+        self.loggers.close(status)
 
     def _finish_transforms(self, result: TrainResult) -> None:
         """Make "before" transforms permanent; apply "after" ones and evaluate the result again."""
@@ -362,16 +454,24 @@ class Trainer:
         result.variants = self.method.evaluate_variants(self.model, self._evaluate_model)
 
     def _evaluate_model(self, model: nn.Module) -> Metrics:
+        """The metric of ``model``; data-parallel, rank 0's, so every rank takes the same decisions.
+
+        DDP: rank 0 evaluates while the others wait. FSDP: every rank takes part in each
+        forward pass (its blocks are gathered collectively) and rank 0's result is kept.
+        """
         cfg = self.config.train
-        return evaluate(
-            model,
-            self.task,
-            self.eval_data,
-            batch_size=cfg.eval_batch_size,
-            device=self.device,
-            bf16=cfg.bf16,
-            objective=self.config.objective,
-        )
+        metrics = None
+        if not self.dist.enabled or self.dist.is_writer or cfg.distributed == "fsdp":
+            metrics = evaluate(
+                model,
+                self.task,
+                self.eval_data,
+                batch_size=cfg.eval_batch_size,
+                device=self.device,
+                bf16=cfg.bf16,
+                objective=self.config.objective,
+            )
+        return from_writer(metrics, self.dist)
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -383,6 +483,9 @@ class Trainer:
     def _save(self, optimizer, scheduler, result: TrainResult, epoch: int, done: bool) -> None:
         if self.checkpoint_path is None:
             return
+        model_state, optimizer_state = self._states(optimizer)
+        if not self.dist.is_writer:
+            return
         save_checkpoint(
             self.checkpoint_path,
             {
@@ -390,8 +493,8 @@ class Trainer:
                 "config": to_dict(self.config),
                 "epoch": epoch,
                 "done": done,
-                "model": self.model.state_dict(),
-                "optimizer": optimizer.state_dict(),
+                "model": model_state,
+                "optimizer": optimizer_state,
                 "scheduler": scheduler.state_dict(),
                 "method": self.method.state_dict(),
                 "result": {
@@ -412,6 +515,22 @@ class Trainer:
             },
         )
 
+    def _states(self, optimizer) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The model's and optimiser's states, whole: under FSDP gathered from every rank's shard.
+
+        Gathering is collective (every rank calls it); the checkpoint then looks like a
+        one-process one, so a run can resume with another number of processes.
+        """
+        if self.config.train.distributed != "fsdp" or not self.dist.enabled:
+            return self.model.state_dict(), optimizer.state_dict()
+        from torch.distributed.checkpoint import state_dict as dcp
+
+        whole = dcp.StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return (
+            dcp.get_model_state_dict(self.model, options=whole),
+            dcp.get_optimizer_state_dict(self.model, optimizer, options=whole),
+        )
+
     def _resume(self, optimizer, scheduler, result: TrainResult) -> int:
         """Load the checkpoint if it belongs to this config; return the epoch to start from."""
         if self.checkpoint_path is None:
@@ -429,8 +548,15 @@ class Trainer:
                 if when == "after":
                     self.model, _ = transform.apply(self.model, self.transform_context())
                     self.model = transform.finalize(self.model)
-        self.model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
+        if self.config.train.distributed == "fsdp" and self.dist.enabled:
+            from torch.distributed.checkpoint import state_dict as dcp
+
+            whole = dcp.StateDictOptions(full_state_dict=True)
+            dcp.set_model_state_dict(self.model, payload["model"], options=whole)
+            dcp.set_optimizer_state_dict(self.model, optimizer, payload["optimizer"], options=whole)
+        else:
+            self.model.load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
         self.method.load_state_dict(payload.get("method", {}))
         if "rng" in payload:
@@ -450,6 +576,41 @@ class Trainer:
         result.variants = saved.get("variants", {})
         self.log(f"resumed from {self.checkpoint_path} after epoch {payload['epoch']}")
         return self.budget()[2] if payload["done"] else payload["epoch"]
+
+
+def _check_data_parallel(config: RunConfig, method: TrainingMethod, ctx: DistContext) -> None:
+    """Refuse what data-parallel training does not do: methods that run the model piece by piece.
+
+    DDP averages the gradients of the wrapper's forward pass; a method whose loss or backward
+    calls the model's parts itself (early exits, local losses, nested widths) bypasses it.
+    """
+    plain = type(method).loss is TrainingMethod.loss and type(method).backward is TrainingMethod.backward
+    if not plain:
+        raise ConfigError(
+            "method",
+            "name",
+            config.method.name,
+            f"with {ctx.world_size} processes only methods that call the model whole (their loss and "
+            "backward are the standard ones, e.g. 'standard', 'gradient_noise') train data-parallel; "
+            "run this one in one process",
+        )
+    if config.train.distributed == "fsdp" and config.transforms:
+        raise ConfigError(
+            "train",
+            "distributed",
+            "fsdp",
+            "transforms rewrite the model's modules, which FSDP has sharded; use 'ddp' with transforms",
+        )
+
+
+def _epoch_scalars(record: dict[str, Any], metrics: Metrics) -> dict[str, float]:
+    """An epoch's record as logger scalars: mean train loss, the metric and each of its slices."""
+    out = {"train/epoch_loss": record["loss"], "train/epoch": record["epoch"]}
+    out[f"eval/{metrics.name}"] = metrics.value
+    for slice_name, values in metrics.slices.items():
+        for value, metric in values.items():
+            out[f"eval/{metrics.name}_by_{slice_name}/{value}"] = metric
+    return out
 
 
 def _param_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -485,4 +646,10 @@ def _progress_bar(total: int, initial: int, enabled: bool, label: str):
 def train(config: RunConfig, **kwargs: Any) -> tuple[nn.Module, TrainResult]:
     """Build and train; returns the trained model and its result."""
     trainer = Trainer(config, **kwargs)
-    return trainer.model, trainer.fit()
+    try:
+        result = trainer.fit()
+    except BaseException as err:
+        trainer.close("interrupted" if isinstance(err, Interrupted | KeyboardInterrupt) else "failed")
+        raise
+    trainer.close(result.status)
+    return trainer.model, result

@@ -4,6 +4,9 @@ Registering a mixer with ``test_kwargs`` is enough to have it checked here: shap
 gradients reaching every parameter, float64 equivalence of each fast mode with the per-step
 reference (outputs and input gradients), state passing across arbitrary split points, one-token
 decoding, ``state_size`` against the returned state, and clear errors for bad options.
+The behavioural checks run on every device of the ``device`` fixture (tests/conftest.py): the CPU,
+and CUDA where present, in float64 there too (mixerlab's own paths: accelerated backends such as
+fla's kernels take no float64; they are checked in tests/ops/test_backends_fla.py).
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ NAMES = mixerlab.list_token_mixers()
 B, T = 2, 33  # odd length: chunk sizes in test_kwargs should not divide it
 
 
-def make(name: str, **overrides) -> mixerlab.TokenMixer:
+def make(name: str, device: torch.device | str = "cpu", **overrides) -> mixerlab.TokenMixer:
     entry = TOKEN_MIXERS.entry(name)
     torch.manual_seed(0)
-    mixer = mixerlab.create_token_mixer(name, **{**entry.test_kwargs, **overrides}).double()
+    mixer = mixerlab.create_token_mixer(name, **{**entry.test_kwargs, **overrides}).double().to(device)
     # Move any zero-initialised parameters off zero so that no path is hidden by a zero weight.
     with torch.no_grad():
         for p in mixer.parameters():
@@ -38,7 +41,8 @@ def inputs(mixer, seq_len: int = T, seed: int = 1) -> torch.Tensor:
     # An image mixer sized by its grid runs at that token count only (vision_base: num_tokens).
     seq_len = getattr(mixer, "num_tokens", None) or seq_len
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(B, seq_len, mixer.dim, generator=g, dtype=torch.float64)
+    x = torch.randn(B, seq_len, mixer.dim, generator=g, dtype=torch.float64)
+    return x.to(next(mixer.parameters(), x).device)  # drawn on the CPU: the same numbers everywhere
 
 
 def assert_close(actual, expected, what: str, rtol: float = 1e-7, atol: float = 1e-9):
@@ -92,8 +96,8 @@ def test_entry_is_documented(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_shape_gradients_and_finite(name):
-    mixer = make(name)
+def test_shape_gradients_and_finite(name, device):
+    mixer = make(name, device)
     x = inputs(mixer).requires_grad_()
     y, state = mixer(x)
     assert y.shape == x.shape
@@ -108,8 +112,8 @@ def test_shape_gradients_and_finite(name):
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("mode", ["fast", "reference"])
-def test_causal(name, mode):
-    mixer = make(name)
+def test_causal(name, mode, device):
+    mixer = make(name, device)
     if mode == "reference":
         mixer.mode = "reference"
     if not mixer.causal:
@@ -132,8 +136,8 @@ FAST = [pair for name in NAMES for pair in _fast_modes(name)]
 
 
 @pytest.mark.parametrize(("name", "mode"), FAST)
-def test_fast_mode_matches_reference(name, mode):
-    mixer = make(name)
+def test_fast_mode_matches_reference(name, mode, device):
+    mixer = make(name, device)
     x = inputs(mixer).requires_grad_()
     g = torch.randn_like(x)
     results = {}
@@ -153,8 +157,8 @@ def test_fast_mode_matches_reference(name, mode):
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("mode", ["fast", "reference"])
-def test_state_passing_across_splits(name, mode):
-    mixer = make(name)
+def test_state_passing_across_splits(name, mode, device):
+    mixer = make(name, device)
     skip_noncausal_only(mixer, name)
     if mode == "reference":
         mixer.mode = "reference"
@@ -170,8 +174,8 @@ def test_state_passing_across_splits(name, mode):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_token_by_token_decoding(name):
-    mixer = make(name)
+def test_token_by_token_decoding(name, device):
+    mixer = make(name, device)
     skip_noncausal_only(mixer, name)
     x = inputs(mixer, seq_len=12)
     y_full, _ = mixer(x)
@@ -180,18 +184,18 @@ def test_token_by_token_decoding(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_explicit_initial_state_equals_none(name):
-    mixer = make(name)
+def test_explicit_initial_state_equals_none(name, device):
+    mixer = make(name, device)
     x = inputs(mixer, seq_len=9)
     y1, _ = mixer(x)
-    y2, _ = mixer(x, state=mixer.init_state(B))
+    y2, _ = mixer(x, state=mixer.init_state(B, device=device))
     assert_close(y2, y1, f"{name}: init_state() vs state=None")
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_state_size_counts_the_returned_state(name):
-    mixer = make(name)
-    assert state_numel(mixer.init_state(B)) == B * mixer.state_size(0)
+def test_state_size_counts_the_returned_state(name, device):
+    mixer = make(name, device)
+    assert state_numel(mixer.init_state(B, device=device)) == B * mixer.state_size(0)
     for seq_len in (1, 7, T):
         _, state = mixer(inputs(mixer, seq_len=seq_len))
         assert state_numel(state) == B * mixer.state_size(seq_len), f"{name}: state_size({seq_len})"

@@ -1,5 +1,7 @@
 """Every token mixer trains in bfloat16 on the CPU: forward and backward run, stay finite, and
 follow the float32 layer (same weights) to bfloat16 accuracy, with and without an incoming state.
+The same checks run on CUDA where present (the ``device`` fixture, tests/conftest.py), where the
+fast modes may run on an accelerated backend's kernels (mixerlab.ops.backends).
 
 bfloat16 keeps 8 bits of mantissa, so a mixer that (say) solved a triangular system or took an
 FFT in bfloat16 would either fail on the CPU or drift far from float32; both are caught here.
@@ -16,12 +18,12 @@ from mixerlab.registry import TOKEN_MIXERS
 NAMES = mixerlab.list_token_mixers()
 
 
-def _pair(name: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+def _pair(name: str, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
     torch.manual_seed(0)
     fp32 = mixerlab.create_token_mixer(name, **TOKEN_MIXERS.entry(name).test_kwargs)
     bf16 = mixerlab.create_token_mixer(name, **TOKEN_MIXERS.entry(name).test_kwargs)
     bf16.load_state_dict(fp32.state_dict())
-    return fp32, bf16.to(torch.bfloat16)
+    return fp32.to(device), bf16.to(device, torch.bfloat16)
 
 
 def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -29,9 +31,9 @@ def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_bfloat16_forward_backward_follow_float32(name):
-    fp32, bf16 = _pair(name)
-    x = torch.randn(2, 33, fp32.dim, generator=torch.Generator().manual_seed(1))
+def test_bfloat16_forward_backward_follow_float32(name, device):
+    fp32, bf16 = _pair(name, device)
+    x = torch.randn(2, 33, fp32.dim, generator=torch.Generator().manual_seed(1)).to(device)
     x32 = x.clone().requires_grad_()
     x16 = x.to(torch.bfloat16).requires_grad_()
     y32, _ = fp32(x32)
@@ -50,11 +52,11 @@ def test_bfloat16_forward_backward_follow_float32(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_bfloat16_continues_from_a_state(name):
-    fp32, bf16 = _pair(name)
+def test_bfloat16_continues_from_a_state(name, device):
+    fp32, bf16 = _pair(name, device)
     if not fp32.causal:
         pytest.skip(f"{name} is non-causal only (an image mixer): no state to continue from")
-    x = torch.randn(2, 20, fp32.dim, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(2, 20, fp32.dim, generator=torch.Generator().manual_seed(2)).to(device)
     with torch.no_grad():
         y32, _ = fp32(x)
         _, state = bf16(x[:, :13].to(torch.bfloat16))

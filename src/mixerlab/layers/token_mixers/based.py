@@ -22,6 +22,7 @@ from mixerlab.layers.token_mixers.linear_attention import (
     feature_size,
     normalized_linear_attention,
 )
+from mixerlab.ops.backends.fla import check_backend
 from mixerlab.registry import TOKEN_MIXERS
 
 
@@ -53,7 +54,9 @@ class Based(TokenMixer):
     Defaults follow the authors' configs: ``feature_dim = 16``, ``conv_size = 3`` (an ``nn.Conv1d``
     with its default init), ``window = 64``.
     The state holds the linear-attention ``S, z``, the convolution's last ``conv_size - 1`` inputs
-    and the window's key/value cache.
+    and the window's key/value cache. ``backend`` (``"auto"``, ``"torch"``, ``"fla"``) picks the
+    linear attention's chunk kernels: fla's ``chunk_simple_gla`` on the Taylor features for CUDA
+    inputs when installed (see :mod:`mixerlab.ops.backends`).
     """
 
     modes = ("chunk", "recurrent", "reference")
@@ -67,6 +70,7 @@ class Based(TokenMixer):
         conv_size: int = 3,
         chunk_size: int = 64,
         bias: bool = False,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         name = "based"
@@ -78,7 +82,8 @@ class Based(TokenMixer):
             ("chunk_size", chunk_size),
         ):
             check_positive_int(name, field, value)
-        self.dim, self.num_heads, self.feature_dim = dim, num_heads, feature_dim
+        check_backend(name, backend)
+        self.dim, self.num_heads, self.feature_dim, self.backend = dim, num_heads, feature_dim, backend
         self.conv_size, self.chunk_size, self.eps = conv_size, chunk_size, 1e-12
         self.key_dim = feature_size("taylor", feature_dim)
         self.conv = ShortConv(dim, conv_size, owner=name)
@@ -115,7 +120,9 @@ class Based(TokenMixer):
 
     def _taylor_attention(self, u: Tensor, S: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         q, k, v = feature_qkv(u, self.qk_proj, self.v_proj, self.num_heads, "taylor")
-        o, S, z = normalized_linear_attention(self.mode, q, k, v, S, z, self.chunk_size, self.eps)
+        o, S, z = normalized_linear_attention(
+            self.mode, q, k, v, S, z, self.chunk_size, self.eps, backend=self.backend, owner="based"
+        )
         return self.o_proj(rearrange(o, "b t h v -> b t (h v)")), S, z
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:

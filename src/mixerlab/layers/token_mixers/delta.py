@@ -16,6 +16,7 @@ from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.short_conv import ShortConv, load_legacy_conv_keys
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
 from mixerlab.layers.token_mixers.mamba2 import init_mamba2_decay_
+from mixerlab.ops.backends.fla import check_backend, delta_rule_fla, delta_rule_needs_fallback, use_fla
 from mixerlab.ops.delta_rule import delta_rule_chunk, delta_rule_recurrent, delta_rule_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -85,12 +86,15 @@ class _DeltaRuleMixer(DeltaState, TokenMixer):
         chunk_size: int,
         allow_negative_eigenvalues: bool,
         norm_eps: float,
+        backend: str,
     ) -> None:
         super().__init__()
         self.head_dim = check_delta_options(
             name, dim, num_heads, head_dim, expand, conv_size, chunk_size, norm_eps
         )
         check_bool(name, "allow_negative_eigenvalues", allow_negative_eigenvalues)
+        check_backend(name, backend)
+        self.backend, self._owner = backend, name
         self.dim, self.num_heads = dim, num_heads
         self.value_dim = expand * self.head_dim
         self.conv_size, self.chunk_size = conv_size, chunk_size
@@ -150,6 +154,10 @@ class _DeltaRuleMixer(DeltaState, TokenMixer):
             o = o[:, None]
         elif self.mode == "reference":
             o, S = delta_rule_reference(q, k, v, beta, g, state=S0)
+        elif use_fla(self._owner, self.backend, q) and not delta_rule_needs_fallback(
+            self._owner, q, k, v, beta, g
+        ):
+            o, S = delta_rule_fla(q, k, v, beta, g, state=S0)
         else:
             o, S = delta_rule_chunk(q, k, v, beta, g, state=S0, chunk_size=self.chunk_size)
         new_state["recurrent"] = S
@@ -187,6 +195,8 @@ class DeltaNet(_DeltaRuleMixer):
     transition ``I - beta_t k_t k_t^T`` has eigenvalues in ``[-1, 1]`` instead of ``[0, 1]``.
     The fast form is the chunkwise WY/UT-transform algorithm (``ops.delta_rule.chunk``);
     ``chunk_size=64`` was the fastest of 32-256 on a 2-core CPU (fwd+bwd, T=1024 and 4096).
+    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``) picks the chunk form's kernels: fla's
+    ``chunk_delta_rule`` for CUDA inputs when installed (see :mod:`mixerlab.ops.backends`).
     """
 
     def __init__(
@@ -198,6 +208,7 @@ class DeltaNet(_DeltaRuleMixer):
         chunk_size: int = 64,
         allow_negative_eigenvalues: bool = False,
         norm_eps: float = 1e-5,
+        backend: str = "auto",
     ) -> None:
         super().__init__(
             "deltanet",
@@ -209,6 +220,7 @@ class DeltaNet(_DeltaRuleMixer):
             chunk_size,
             allow_negative_eigenvalues,
             norm_eps,
+            backend,
         )
         self.reset_parameters()
 
@@ -238,6 +250,8 @@ class GatedDeltaNet(_DeltaRuleMixer):
     wider than keys, ``A = exp(A_log)`` starts uniform in ``[1, 16]`` and ``softplus(dt_bias)``
     log-uniform in ``[1e-3, 0.1]``. The chunk form carries the cumulative log-decay and
     exponentiates only non-positive numbers. ``allow_negative_eigenvalues`` as in ``deltanet``.
+    ``backend`` as in ``deltanet``, with fla's ``chunk_gated_delta_rule`` (mixerlab's form, with a
+    warning, where fla refuses the backward: Hopper with Triton < 3.7.1).
     """
 
     def __init__(
@@ -250,6 +264,7 @@ class GatedDeltaNet(_DeltaRuleMixer):
         chunk_size: int = 64,
         allow_negative_eigenvalues: bool = False,
         norm_eps: float = 1e-5,
+        backend: str = "auto",
     ) -> None:
         super().__init__(
             "gated_deltanet",
@@ -261,6 +276,7 @@ class GatedDeltaNet(_DeltaRuleMixer):
             chunk_size,
             allow_negative_eigenvalues,
             norm_eps,
+            backend,
         )
         H = num_heads
         self.a_proj = nn.Linear(dim, H, bias=False)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
 from mixerlab.layers.token_mixers.linear_attention import head_norm, run_linear_attention
+from mixerlab.ops.backends.fla import check_backend
 from mixerlab.registry import TOKEN_MIXERS
 
 
@@ -45,6 +46,8 @@ class HGRN2(TokenMixer):
     the paper's per-layer learned lower bound (monotone across the stack) is the fixed option
     ``lower_bound`` in ``[0, 1)`` of a single mixer (0 = the first layer, no bound); the output
     gate is HGRN's. Modes: ``"chunk"``, ``"recurrent"`` (per-step op) and ``"reference"``.
+    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``) picks the chunk form's kernels: fla's
+    ``chunk_gla`` for CUDA inputs when installed (see :mod:`mixerlab.ops.backends`).
     """
 
     modes = ("chunk", "recurrent", "reference")
@@ -57,12 +60,15 @@ class HGRN2(TokenMixer):
         lower_bound: float = 0.0,
         chunk_size: int = 64,
         bias: bool = False,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         name = "hgrn2"
         self.value_dim = resolve_heads(name, dim, num_heads, None)
         check_positive_int(name, "state_dim", state_dim)
         check_positive_int(name, "chunk_size", chunk_size)
+        check_backend(name, backend)
+        self.backend = backend
         check(
             isinstance(lower_bound, (int, float)) and 0.0 <= lower_bound < 1.0,
             name,
@@ -107,7 +113,9 @@ class HGRN2(TokenMixer):
             state = self.init_state(x.shape[0], device=x.device, dtype=x.dtype)
         q, k, log_f = self.gates(x)
         v = rearrange(self.i_proj(x), "b t (h v) -> b t h v", h=self.num_heads)
-        o, S = run_linear_attention(self.mode, q, k, v, log_f, state["S"], self.chunk_size)
+        o, S = run_linear_attention(
+            self.mode, q, k, v, log_f, state["S"], self.chunk_size, backend=self.backend, owner="hgrn2"
+        )
         o = rearrange(head_norm(o, self.norm_weight, self.norm_bias, eps=1e-5), "b t h v -> b t (h v)")
         return self.o_proj(torch.sigmoid(self.g_proj(x)) * o), {"S": S}
 

@@ -6,6 +6,10 @@ a fixed scalar per head, or a data-dependent vector over key channels. ``linear_
 has its paper's non-causal form (``causal=False``, sums over the whole sequence); ``retention``
 and ``gla`` mix non-causally through the bidirectional wrapper (their decays define no other).
 
+Each takes ``backend="auto" | "torch" | "fla"``: the chunk mode runs on flash-linear-attention's
+kernels for CUDA inputs when it is installed (``auto``) or demanded (``fla``), else on mixerlab's
+chunk form; the mapping of conventions is :mod:`mixerlab.ops.backends.fla`.
+
 Shapes: ``x: [B, T, D]``; queries/keys ``[B, T, H, K]``; values ``[B, T, H, V]``; state
 ``S: [B, H, K, V]`` (plus ``z: [B, H, K]``, the running key sum, when normalised).
 """
@@ -22,6 +26,12 @@ from torch import Tensor, nn
 from mixerlab.errors import check, check_choice, check_positive_int
 from mixerlab.layers.noncausal import check_padding_mask, reject_state
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
+from mixerlab.ops.backends.fla import (
+    check_backend,
+    linear_attention_fla,
+    linear_attention_needs_fallback,
+    use_fla,
+)
 from mixerlab.ops.linear_attention import (
     linear_attention_chunk,
     linear_attention_noncausal_parallel,
@@ -64,8 +74,15 @@ def run_linear_attention(
     state: Tensor,
     chunk_size: int,
     subchunk_size: int = 16,
+    *,
+    backend: str = "torch",
+    owner: str = "linear_attention",
 ) -> tuple[Tensor, Tensor]:
-    """Dispatch on ``mode``: ``reference`` loop, ``recurrent`` steps, or ``chunk`` (one token: a step)."""
+    """Dispatch on ``mode``: ``reference`` loop, ``recurrent`` steps, or ``chunk`` (one token: a step).
+
+    ``chunk`` runs on fla's kernels where ``backend`` selects them for this input
+    (:mod:`mixerlab.ops.backends`); ``owner`` names the mixer in errors and warnings.
+    """
     if mode == "reference":
         return linear_attention_reference(q, k, v, log_decay, initial_state=state)
     if mode == "recurrent" or q.shape[1] <= 1:
@@ -75,6 +92,8 @@ def run_linear_attention(
             o, state = linear_attention_recurrent(q[:, t], k[:, t], v[:, t], decay_t, state)
             outs.append(o)
         return (torch.stack(outs, dim=1) if outs else v.new_zeros(v.shape)), state
+    if use_fla(owner, backend, q) and not linear_attention_needs_fallback(owner, q, k, v, log_decay):
+        return linear_attention_fla(q, k, v, log_decay, state)
     return linear_attention_chunk(
         q,
         k,
@@ -97,7 +116,17 @@ def feature_qkv(
 
 
 def normalized_linear_attention(
-    mode: str, q: Tensor, k: Tensor, v: Tensor, S: Tensor, z: Tensor, chunk_size: int, eps: float
+    mode: str,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    S: Tensor,
+    z: Tensor,
+    chunk_size: int,
+    eps: float,
+    *,
+    backend: str = "torch",
+    owner: str = "linear_attention",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``o_t = q_t S_t / (q_t . z_t + eps)`` with ``z_t = z_{t-1} + k_t``; returns ``(o, S, z)``.
 
@@ -105,7 +134,8 @@ def normalized_linear_attention(
     its state, so the normaliser costs no second pass.
     """
     v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)
-    o, S = run_linear_attention(mode, q, k, v, None, torch.cat([S, z[..., None]], dim=-1), chunk_size)
+    S = torch.cat([S, z[..., None]], dim=-1)
+    o, S = run_linear_attention(mode, q, k, v, None, S, chunk_size, backend=backend, owner=owner)
     return o[..., :-1] / (o[..., -1:] + eps), S[..., :-1], S[..., -1]
 
 
@@ -136,9 +166,14 @@ class _LinearAttentionBase(TokenMixer):
     key_dim: int
     value_dim: int
 
-    def _check_chunk(self, owner: str, chunk_size: int) -> None:
+    def _check_chunk(self, owner: str, chunk_size: int, backend: str) -> None:
         check_positive_int(owner, "chunk_size", chunk_size)
-        self.chunk_size = chunk_size
+        check_backend(owner, backend)
+        self.chunk_size, self.backend, self.owner = chunk_size, backend, owner
+
+    @property
+    def _backend(self) -> dict[str, str]:
+        return {"backend": self.backend, "owner": self.owner}
 
     def _gated_output(self, o: Tensor, gate_proj: nn.Module, x: Tensor) -> Tensor:
         """``(swish(x W_gate) * GroupNorm_heads(o)) W_O``: RetNet's and GLA's output stage."""
@@ -199,6 +234,7 @@ class LinearAttention(_LinearAttentionBase):
         chunk_size: int = 64,
         bias: bool = False,
         causal: bool = True,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         name = "linear_attention"
@@ -218,7 +254,7 @@ class LinearAttention(_LinearAttentionBase):
         if feature_dim is None:
             feature_dim = 16 if feature_map == "taylor" else self.head_dim
         check_positive_int(name, "feature_dim", feature_dim)
-        self._check_chunk(name, chunk_size)
+        self._check_chunk(name, chunk_size, backend)
         self.dim, self.num_heads, self.feature_map, self.normalize = dim, num_heads, feature_map, normalize
         self.feature_dim = feature_dim
         self.key_dim = feature_size(feature_map, feature_dim)
@@ -239,12 +275,14 @@ class LinearAttention(_LinearAttentionBase):
         q, k, v = feature_qkv(x, self.qk_proj, self.v_proj, self.num_heads, self.feature_map)
         if self.normalize:
             o, S, z = normalized_linear_attention(
-                self.mode, q, k, v, state["S"], state["z"], self.chunk_size, self.eps
+                self.mode, q, k, v, state["S"], state["z"], self.chunk_size, self.eps, **self._backend
             )
             new_state = {"S": S, "z": z}
         else:
             q = q * self.feature_dim**-0.5
-            o, S = run_linear_attention(self.mode, q, k, v, None, state["S"], self.chunk_size)
+            o, S = run_linear_attention(
+                self.mode, q, k, v, None, state["S"], self.chunk_size, **self._backend
+            )
             new_state = {"S": S}
         return self.o_proj(rearrange(o, "b t h v -> b t (h v)")), new_state
 
@@ -320,13 +358,14 @@ class Retention(_LinearAttentionBase):
         rotary_base: float = 10000.0,
         chunk_size: int = 64,
         bias: bool = False,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         name = "retention"
         self.head_dim = resolve_heads(name, dim, num_heads, head_dim)
         check_positive_int(name, "expand_v", expand_v)
         check(rotary_base > 0, name, "rotary_base", rotary_base, "expected > 0")
-        self._check_chunk(name, chunk_size)
+        self._check_chunk(name, chunk_size, backend)
         self.dim, self.num_heads, self.rotary_base = dim, num_heads, rotary_base
         self.key_dim, self.value_dim = self.head_dim, expand_v * self.head_dim
         K, V = self.key_dim, self.value_dim
@@ -365,7 +404,9 @@ class Retention(_LinearAttentionBase):
             # Frame of the token before this call = position 0, so new tokens sit at 1..T.
             positions = torch.arange(1, T + 1, device=x.device)
             q, k = rotary(q, positions, self.rotary_base), rotary(k, positions, self.rotary_base)
-            o, S = run_linear_attention(self.mode, q, k, v, log_decay, state["S"], self.chunk_size)
+            o, S = run_linear_attention(
+                self.mode, q, k, v, log_decay, state["S"], self.chunk_size, **self._backend
+            )
             S = self._rotate_state(S, -T)
         return self._gated_output(o, self.g_proj, x), {"S": S}
 
@@ -420,6 +461,7 @@ class GatedLinearAttention(_LinearAttentionBase):
         gate_temperature: float = 16.0,
         chunk_size: int = 64,
         bias: bool = False,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         name = "gla"
@@ -428,7 +470,7 @@ class GatedLinearAttention(_LinearAttentionBase):
         self.value_dim = _expanded(name, "expand_v", dim, expand_v, num_heads)
         check_positive_int(name, "gate_rank", gate_rank)
         check(gate_temperature > 0, name, "gate_temperature", gate_temperature, "expected > 0")
-        self._check_chunk(name, chunk_size)
+        self._check_chunk(name, chunk_size, backend)
         self.dim, self.num_heads, self.gate_temperature = dim, num_heads, gate_temperature
         HK, HV = num_heads * self.key_dim, num_heads * self.value_dim
         self.qk_proj = nn.Linear(dim, 2 * HK, bias=bias)
@@ -460,5 +502,7 @@ class GatedLinearAttention(_LinearAttentionBase):
         # log(sigmoid(.)^(1/tau)), computed without forming the sigmoid (exact near 0 and 1).
         log_alpha = F.logsigmoid(self.gate_up(self.gate_down(x))) / self.gate_temperature
         log_alpha = rearrange(log_alpha, "b t (h k) -> b t h k", h=H)
-        o, S = run_linear_attention(self.mode, q, k, v, log_alpha, state["S"], self.chunk_size)
+        o, S = run_linear_attention(
+            self.mode, q, k, v, log_alpha, state["S"], self.chunk_size, **self._backend
+        )
         return self._gated_output(o, self.r_proj, x), {"S": S}

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from mixerlab.errors import check, check_divisible, check_positive_int
 from mixerlab.layers.short_conv import ShortConv, load_legacy_conv_keys
 from mixerlab.layers.token_mixers.base import State, TokenMixer
+from mixerlab.ops.backends.fla import check_backend, linear_attention_needs_fallback, ssd_fla, use_fla
 from mixerlab.ops.ssd import ssd_chunk, ssd_recurrent, ssd_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -52,6 +53,8 @@ class Mamba2(TokenMixer):
     norm applied after the gate. The fast form is
     the SSD chunked algorithm (``ops.ssd.chunk``); ``chunk_size=128`` was measured on a 2-core CPU
     (fwd+bwd, T=1024 and 4096): as fast as 64 at T=1024 and 15-35% faster at 4096; 32 and 256 slower.
+    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): the chunk mode runs on fla's
+    ``chunk_simple_gla`` for CUDA inputs when installed (see :mod:`mixerlab.ops.backends`).
     """
 
     modes = ("chunk", "reference")
@@ -65,9 +68,12 @@ class Mamba2(TokenMixer):
         conv_size: int = 4,
         chunk_size: int = 128,
         norm_eps: float = 1e-5,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         name = "mamba2"
+        check_backend(name, backend)
+        self.backend = backend
         for field, value in (
             ("dim", dim),
             ("expand", expand),
@@ -113,6 +119,10 @@ class Mamba2(TokenMixer):
             y = y[:, None]
         elif self.mode == "reference":
             y, h = ssd_reference(xs, dt, A, B_, C_, state=h0)
+        elif use_fla("mamba2", self.backend, xs) and not linear_attention_needs_fallback(
+            "mamba2", xs, B_, C_, dt
+        ):
+            y, h = ssd_fla(xs, dt, A, B_, C_, state=h0)
         else:
             y, h = ssd_chunk(xs, dt, A, B_, C_, state=h0, chunk_size=self.chunk_size)
         return mamba2_readout(self, y, xs, z), {"conv": conv_state, "ssm": h}

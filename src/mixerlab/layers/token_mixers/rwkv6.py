@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from mixerlab.errors import check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
 from mixerlab.layers.token_mixers.linear_attention import head_norm
+from mixerlab.ops.backends.fla import check_backend, rwkv6_fla, use_fla
 from mixerlab.ops.rwkv6 import rwkv6_chunk, rwkv6_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -56,6 +57,8 @@ class RWKV6(TokenMixer):
 
     Modes: ``"chunk"`` (:func:`~mixerlab.ops.rwkv6.rwkv6_chunk`: GLA's chunked op with the
     queries shifted by one step, plus the bonus) and ``"reference"`` (per-step loop).
+    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): the chunk mode runs on fla's ``chunk_rwkv6``
+    for CUDA inputs when installed (see :mod:`mixerlab.ops.backends`).
     """
 
     modes = ("chunk", "reference")
@@ -68,9 +71,12 @@ class RWKV6(TokenMixer):
         decay_rank: int = 64,
         chunk_size: int = 64,
         bias: bool = False,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         name = "rwkv6"
+        check_backend(name, backend)
+        self.backend = backend
         self.head_dim = resolve_heads(name, dim, num_heads, None)
         check_positive_int(name, "shift_rank", shift_rank)
         check_positive_int(name, "decay_rank", decay_rank)
@@ -136,6 +142,8 @@ class RWKV6(TokenMixer):
         r, k, v, log_w = (rearrange(t, "b t (h k) -> b t h k", h=H) for t in (r, k, v, log_w))
         if self.mode == "reference":
             o, S = rwkv6_reference(r, k, v, log_w, self.bonus, initial_state=state["S"])
+        elif x.shape[1] > 1 and use_fla("rwkv6", self.backend, x):
+            o, S = rwkv6_fla(r, k, v, log_w, self.bonus, initial_state=state["S"])
         else:
             sizes = {"chunk_size": self.chunk_size, "subchunk_size": math.gcd(self.chunk_size, 16)}
             o, S = rwkv6_chunk(r, k, v, log_w, self.bonus, initial_state=state["S"], **sizes)

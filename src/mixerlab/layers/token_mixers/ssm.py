@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.short_conv import ShortConv, load_legacy_conv_keys
 from mixerlab.layers.token_mixers.base import State, TokenMixer
+from mixerlab.ops.backends.fla import check_backend, selective_scan_fla, use_fla
 from mixerlab.ops.selective_scan import (
     selective_scan_chunk,
     selective_scan_recurrent,
@@ -63,6 +64,9 @@ class Mamba(TokenMixer):
     sweeps (``benchmarks/chunk_sizes.py``), and smaller chunks hold less memory; see
     :mod:`mixerlab.ops.selective_scan.scan`) and ``"reference"`` (per-token loop). A one-token
     call takes the recurrent step. State: ``{"conv": [B, W-1, E], "ssm": [B, E, N]}``.
+    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): the scan mode runs as gated linear attention
+    on fla's ``chunk_gla`` (one head per channel) for CUDA inputs when installed, except with
+    negative eigenvalues (see :mod:`mixerlab.ops.backends`).
     """
 
     modes = ("scan", "reference")
@@ -79,9 +83,12 @@ class Mamba(TokenMixer):
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
         bias: bool = False,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         name = "mamba"
+        check_backend(name, backend)
+        self.backend = backend
         for field, value in (
             ("dim", dim),
             ("expand", expand),
@@ -99,6 +106,13 @@ class Mamba(TokenMixer):
             "allow_negative_eigenvalues",
             allow_negative_eigenvalues,
             "expected a bool",
+        )
+        check(
+            not (backend == "fla" and allow_negative_eigenvalues),
+            name,
+            "backend",
+            backend,
+            "fla's kernels have no negative eigenvalues (2 exp(dt A) - 1); use 'auto' or 'torch'",
         )
         E, N = expand * dim, state_dim
         self.dim, self.inner_dim, self.state_dim, self.dt_rank = dim, E, N, dt_rank
@@ -148,6 +162,8 @@ class Mamba(TokenMixer):
         }
         if reference:
             y, ssm_state = selective_scan_reference(xs, dt, A, B, C, **kwargs)
+        elif not step and not self.allow_negative_eigenvalues and use_fla("mamba", self.backend, xs):
+            y, ssm_state = selective_scan_fla(xs, dt, A, B, C, state=kwargs["state"])
         elif step:
             y, ssm_state = selective_scan_recurrent(xs, dt, A, B, C, **kwargs)
         else:

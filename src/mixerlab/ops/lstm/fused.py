@@ -23,8 +23,10 @@ def lstm_fused(
         h = c = x.new_zeros(x.shape[0], weight_hh.shape[1])
     else:
         h, c = state
+    params = [weight_ih, weight_hh, bias_ih, bias_hh]
+    # ``train`` tells cuDNN to keep what its backward reads (it refuses a backward otherwise, in
+    # any module mode); with no dropout it changes nothing else, so it follows the autograd need.
+    train = torch.is_grad_enabled() and any(t.requires_grad for t in (x, h, c, *params))
     # one layer, with biases, no dropout, unidirectional, batch first
-    out, h_n, c_n = torch.lstm(
-        x, (h[None], c[None]), [weight_ih, weight_hh, bias_ih, bias_hh], True, 1, 0.0, False, False, True
-    )
+    out, h_n, c_n = torch.lstm(x, (h[None], c[None]), params, True, 1, 0.0, train, False, True)
     return out, (h_n[0], c_n[0])

@@ -12,6 +12,11 @@ as the teacher's (key/value heads repeated for grouped-query attention). Its sta
 window's ``w - 1`` keys/values plus the linear branch's fixed matrix, so decoding memory no
 longer grows with the context.
 
+``mixer="lizard"`` instead builds the registered ``lizard`` layer (one layer, shared q/k/v
+projections copied from the teacher, Hedgehog feature maps at the identity, a meta memory of
+``num_meta`` sink tokens next to the window) with its linear branch's weight ``alpha`` at zero, so
+it too starts as the teacher within its window.
+
 Training follows LoLCATs' two stages, both inside the transform (``when: after``; the trainer
 has no training phase after a transform):
 
@@ -37,10 +42,11 @@ from mixerlab.layers.aux_loss import collect_aux_losses
 from mixerlab.layers.token_mixers.attention import Attention, SlidingWindowAttention
 from mixerlab.layers.token_mixers.base import State, TokenMixer
 from mixerlab.layers.token_mixers.linear_attention import GatedLinearAttention, LinearAttention
+from mixerlab.layers.token_mixers.lizard import Lizard
 from mixerlab.registry import TRANSFORMS
 from mixerlab.train.transforms.base import Transform, TransformContext, batches, size_facts
 
-LINEAR_MIXERS = ("gla", "linear_attention")
+LINEAR_MIXERS = ("gla", "linear_attention", "lizard")
 
 
 class LinearizedAttention(TokenMixer):
@@ -91,8 +97,41 @@ def _heads_expanded(weight: Tensor, groups: int, repeat: int, head_dim: int) -> 
 
 
 @torch.no_grad()
-def linearized_from(attention: Attention, mixer: str, window: int, feature_map: str) -> LinearizedAttention:
-    """A :class:`LinearizedAttention` whose two branches start from ``attention``'s weights."""
+def lizard_from(attention: Attention, window: int, num_meta: int = 4) -> Lizard:
+    """A :class:`~mixerlab.layers.token_mixers.lizard.Lizard` layer with ``attention``'s q/k/v/o
+    weights (key/value heads repeated for grouped-query attention) and its linear branch off
+    (``alpha = 0``): the teacher itself while the context fits the meta memory and the window."""
+    H, G, K, D = attention.num_heads, attention.num_kv_heads, attention.head_dim, attention.dim
+    bias = attention.q_proj.bias is not None
+    lizard = Lizard(
+        D,
+        num_heads=H,
+        head_dim=K,
+        window=window,
+        num_meta=num_meta,
+        rotary_base=attention.rotary_base,
+        bias=bias,
+    )
+    lizard.q_proj.load_state_dict(attention.q_proj.state_dict())
+    lizard.o_proj.load_state_dict(attention.o_proj.state_dict())
+    k_w, v_w = attention.kv_proj.weight.chunk(2, dim=0)
+    lizard.kv_proj.weight.copy_(torch.cat([_heads_expanded(w, G, H // G, K) for w in (k_w, v_w)]))
+    if bias:
+        k_b, v_b = attention.kv_proj.bias.chunk(2)
+        expanded = [b.reshape(G, K).repeat_interleave(H // G, dim=0).reshape(-1) for b in (k_b, v_b)]
+        lizard.kv_proj.bias.copy_(torch.cat(expanded))
+    lizard.alpha.zero_()
+    return lizard.to(device=attention.q_proj.weight.device, dtype=attention.q_proj.weight.dtype)
+
+
+@torch.no_grad()
+def linearized_from(
+    attention: Attention, mixer: str, window: int, feature_map: str
+) -> LinearizedAttention | Lizard:
+    """A :class:`LinearizedAttention` whose two branches start from ``attention``'s weights
+    (``mixer="lizard"``: the :func:`lizard_from` layer)."""
+    if mixer == "lizard":
+        return lizard_from(attention, window)
     H, G, K, D = attention.num_heads, attention.num_kv_heads, attention.head_dim, attention.dim
     bias = attention.q_proj.bias is not None
     swa = SlidingWindowAttention(
@@ -130,7 +169,8 @@ def linearized_from(attention: Attention, mixer: str, window: int, feature_map: 
 class Linearize(Transform):
     """Linearise a trained attention LM (LoLCATs, arXiv:2410.10254; Lizard, arXiv:2507.09025), ``after``.
 
-    ``mixer``: the linear branch, ``gla`` or ``linear_attention`` (``feature_map`` for the latter);
+    ``mixer``: the linear branch, ``gla`` or ``linear_attention`` (``feature_map`` for the latter),
+    or ``lizard`` (the registered one-layer form, arXiv:2507.09025, see the module docstring);
     ``window``: the sliding window of exact softmax attention. ``match_steps`` of attention transfer
     (each layer matches the teacher attention's output on the teacher's input) at ``match_lr``, then
     ``finetune_steps`` of the whole model on the task loss mixed (``alpha``) with the teacher's
@@ -198,7 +238,7 @@ class Linearize(Transform):
         }
 
     def _transfer(
-        self, teacher: nn.Module, student: nn.Module, hybrids: list[LinearizedAttention], context: Any
+        self, teacher: nn.Module, student: nn.Module, hybrids: list[TokenMixer], context: Any
     ) -> dict[str, float]:
         """Stage 1: each new layer learns its teacher attention's output on the teacher's input."""
         teacher_layers = [m for m in teacher.modules() if type(m) is Attention]

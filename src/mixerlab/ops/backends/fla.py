@@ -1,0 +1,365 @@
+"""flash-linear-attention (``fla``) as a backend of mixerlab's ops: the mapping of conventions.
+
+The library of "Gated Linear Attention Transformers with Hardware-Efficient Training"
+(arXiv:2312.06635) ships Triton kernels for the operators below. Each function here takes the
+arguments of mixerlab's op in mixerlab's conventions and returns what that op returns, so a layer
+swaps one call for the other. What is mapped, and how:
+
+==========================  ====================================  =================================
+mixerlab op                 fla kernel                            conventions mapped
+==========================  ====================================  =================================
+linear attention, no decay  ``chunk_simple_gla(g=None)``          ``scale=1``: mixerlab's layers
+(``linear_attention``,                                            scale ``q`` (or ``k``) themselves
+``based``)                                                        and the op reads ``q_t S_t`` as is
+scalar decay per head       ``chunk_simple_gla(g=log_decay)``     ``log_decay: [B, T, H]`` is fla's
+(``retention``)                                                   ``g`` (log space, ``<= 0``) as is
+decay per key channel       ``chunk_gla(g=log_decay)``            ``log_decay: [B, T, H, K]`` is
+(``gla``, ``hgrn2``)                                              fla's ``gk`` (log space) as is
+delta rule (``deltanet``)   ``chunk_delta_rule``                  ``scale`` passed through (both
+                                                                  default to ``K^-1/2``)
+gated delta rule            ``chunk_gated_delta_rule``            ``g``: log decay ``[B, T, H]``;
+(``gated_deltanet``)                                              ``beta`` given, not in-kernel
+SSD (``mamba2``)            ``chunk_simple_gla``                  ``q = C``, ``k = B``, ``v = dt x``,
+                                                                  ``g = dt A``; state transposed
+RWKV-6 ``wkv`` (``rwkv6``)  ``chunk_rwkv6``                       ``w`` = log decay, ``u`` = bonus,
+                                                                  ``scale=1``
+selective scan (``mamba``)  ``chunk_gla``                         one head per channel: ``q = C``,
+                                                                  ``k = B``, ``v = dt x`` (one
+                                                                  value), ``g = dt A``
+==========================  ====================================  =================================
+
+Shared by all: both libraries use ``[B, T, H, K]`` inputs (fla >= 0.2 is not head-first) and a
+state ``[B, H, K, V]`` (key side first; fla's ``state_v_first=False``), so no transposes are
+needed but SSD's. Odd ``K`` or ``V`` (Based's ``1 + F + F^2`` features, the normaliser column) are
+padded with zeros to even sizes, which fla's 16-bit backward requires, and sliced back. fla's
+kernels return the final state in float32; it is cast back to the dtype of the state that came
+in (or of ``q``), as mixerlab's forms do. fla's chunk length is its own (64); mixerlab's
+``chunk_size`` only shapes mixerlab's forms and never changes the result beyond rounding.
+mixerlab's normalised linear attention carries ``z`` as an extra value column of ones (see
+``layers/token_mixers/linear_attention.py``), so it needs no separate normaliser kernel.
+
+A known defect is routed around, never computed through: fla refuses the backward of the gated
+``chunk_bwd_dqkwg`` (used by ``chunk_simple_gla`` with a gate and ``chunk_gated_delta_rule``) on
+Hopper GPUs with Triton >= 3.4.0 and < 3.7.1, because that Triton miscompiles it. There the
+layer falls back to mixerlab's own form, with a warning, whenever gradients are needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import re
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mixerlab.errors import check, check_choice
+
+BACKENDS = ("auto", "torch", "fla")
+#: dtypes fla's kernels take (Triton's ``tl.dot`` has no float64).
+FLA_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+_INSTALL = "fla is not installed (pip install 'mixerlab[fla]': fla-core, whose kernels need Triton)"
+
+
+def fla_available() -> bool:
+    """Whether the ``fla`` package is installed; cheap (finds it, does not import it)."""
+    return importlib.util.find_spec("fla") is not None
+
+
+def check_backend(owner: str, backend: Any) -> None:
+    """Validate a mixer's ``backend`` option at construction time."""
+    check_choice(owner, "backend", backend, BACKENDS)
+    check(
+        backend != "fla" or fla_available(), owner, "backend", backend, f"{_INSTALL}; use 'auto' or 'torch'"
+    )
+
+
+def use_fla(owner: str, backend: str, x: Tensor) -> bool:
+    """Whether this call of ``owner``'s fast mode goes to fla, for the input ``x``.
+
+    ``"fla"`` with an input the kernels cannot take (not on CUDA, or float64) is an error naming
+    the field; ``"auto"`` quietly takes mixerlab's path for such inputs.
+    """
+    if backend == "torch":
+        return False
+    fits = x.is_cuda and x.dtype in FLA_DTYPES
+    if backend == "fla":
+        check(
+            fits,
+            owner,
+            "backend",
+            backend,
+            f"fla's Triton kernels need a CUDA input in {[str(d) for d in FLA_DTYPES]}; got "
+            f"{x.device.type} {x.dtype} (use 'auto' to fall back to mixerlab's path)",
+        )
+        # imported now, so that a broken install is an error here, not a silent fallback
+        error = _load()[1]
+        check(error is None, owner, "backend", backend, f"fla is installed but does not import ({error})")
+        return True
+    if not fits or not fla_available():
+        return False
+    error = _load()[1]
+    if error is not None:
+        _warn_once(f"backend='auto': fla is installed but does not import ({error}); using torch")
+    return error is None
+
+
+@functools.cache
+def _load() -> tuple[Any, ImportError | None]:
+    """``fla.ops`` (imported once: it compiles nothing, but imports every kernel), or the error."""
+    try:
+        return importlib.import_module("fla.ops"), None
+    except ImportError as exc:
+        return None, exc
+
+
+def _ops() -> Any:
+    ops, error = _load()
+    if error is not None:
+        raise error
+    return ops
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _kernel(name: str) -> Callable[..., tuple[Tensor, Tensor]]:
+    return getattr(_ops(), name)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def gated_backward_broken(*tensors: Tensor) -> bool:
+    """fla's gated ``chunk_bwd_dqkwg`` defect: a Hopper GPU (sm_90), Triton in [3.4.0, 3.7.1),
+    and a backward to come (grad enabled and some input requires it)."""
+    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)):
+        return False
+    x = tensors[0]
+    if not x.is_cuda or torch.cuda.get_device_capability(x.device) != (9, 0):
+        return False
+    try:
+        import triton
+    except ImportError:
+        return False
+    return (3, 4, 0) <= _version(triton.__version__) < (3, 7, 1)
+
+
+def _fallback_warning(owner: str) -> None:
+    _warn_once(
+        f"{owner}: fla's gated backward is wrong with Triton < 3.7.1 on Hopper GPUs and fla refuses "
+        "it; using mixerlab's own chunked form (upgrade Triton to >= 3.7.1 for fla's kernels)"
+    )
+
+
+def _state_in(state: Tensor | None) -> Tensor | None:
+    # fla's kernels take (and some assert) a float32 state: they accumulate it in float32 anyway.
+    # float64 stays float64 only for fla's pure-PyTorch references in the mapping tests.
+    if state is None or state.dtype == torch.float64:
+        return state
+    return state.float()
+
+
+def _pad_last(x: Tensor, width: int) -> Tensor:
+    return F.pad(x, (0, width)) if width else x
+
+
+def linear_attention_fla(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    log_decay: Tensor | None,
+    initial_state: Tensor | None,
+    *,
+    kernel: Callable[..., tuple[Tensor, Tensor]] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """``S_t = diag(exp(log_decay_t)) S_{t-1} + k_t^T v_t``, ``o_t = q_t S_t`` on fla's kernels.
+
+    The same contract as :func:`mixerlab.ops.linear_attention.linear_attention_chunk`: ``q, k:
+    [B, T, H, K]``, ``v: [B, T, H, V]``, ``log_decay``: ``None``, ``[B, T, H]`` or ``[B, T, H, K]``,
+    state ``[B, H, K, V]``; returns ``(o: [B, T, H, V], S: [B, H, K, V])``. ``kernel`` replaces the
+    fla function chosen from the decay's shape (``chunk_simple_gla`` or ``chunk_gla``, same
+    signature), e.g. by fla's pure-PyTorch reference in the mapping tests.
+    """
+    state_dtype = q.dtype if initial_state is None else initial_state.dtype
+    q, k = q.to(v.dtype), k.to(v.dtype)  # one dtype for the kernels' matmuls (rotary may widen)
+    K, V = q.shape[-1], v.shape[-1]
+    per_channel = log_decay is not None and log_decay.dim() == 4
+    if kernel is None:
+        kernel = _kernel("chunk_gla" if per_channel else "chunk_simple_gla")
+    # fla's 16-bit backward needs even K and V (Triton mis-handles odd tails); zero key channels
+    # add nothing to q_t . k_s and zero value columns read out as zeros, so pad and slice back.
+    pad_k, pad_v = K % 2, V % 2
+    if pad_k or pad_v:
+        q, k, v = _pad_last(q, pad_k), _pad_last(k, pad_k), _pad_last(v, pad_v)
+        if per_channel:
+            log_decay = _pad_last(log_decay, pad_k)
+        if initial_state is not None:
+            initial_state = F.pad(initial_state, (0, pad_v, 0, pad_k))
+    o, S = kernel(
+        q,
+        k,
+        v,
+        g=log_decay,
+        scale=1.0,  # the op reads q_t S_t: any scaling was applied to q or k by the layer
+        initial_state=_state_in(initial_state),
+        output_final_state=True,
+    )
+    return o[..., :V].to(v.dtype), S[..., :K, :V].to(state_dtype)
+
+
+def linear_attention_needs_fallback(
+    owner: str, q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | None
+) -> bool:
+    """True (after a warning) where fla would refuse this call's backward (scalar gates only)."""
+    if log_decay is None or log_decay.dim() != 3 or not gated_backward_broken(q, k, v, log_decay):
+        return False
+    _fallback_warning(owner)
+    return True
+
+
+def delta_rule_fla(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    beta: Tensor,
+    g: Tensor | None = None,
+    *,
+    state: Tensor | None = None,
+    scale: float | None = None,
+    kernel: Callable[..., tuple[Tensor, Tensor]] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The (gated) delta rule on fla's kernels, with the contract of
+    :func:`mixerlab.ops.delta_rule.delta_rule_chunk`::
+
+        S_t = exp(g_t) S_{t-1} (I - beta_t k_t k_t^T) + beta_t v_t k_t^T,    o_t = S_t (scale q_t)
+
+    (papers' ``[V, K]`` orientation; both libraries store ``[B, H, K, V]``). ``q, k: [B, T, H, K]``,
+    ``v: [B, T, H, V]``, ``beta, g: [B, T, H]``. fla's gated kernel is ``(q, k, v, g, beta)``, the
+    plain one ``(q, k, v, beta)``; ``beta`` is passed as computed by the layer (fla's in-kernel
+    sigmoid is off), so ``beta`` in ``[0, 2]`` (negative eigenvalues) needs no kernel flag.
+    """
+    K = q.shape[-1]
+    scale = K**-0.5 if scale is None else scale
+    state_dtype = q.dtype if state is None else state.dtype
+    q, k = q.to(v.dtype), k.to(v.dtype)
+    common = {"scale": scale, "initial_state": _state_in(state), "output_final_state": True}
+    if g is None:
+        kernel = kernel or _kernel("chunk_delta_rule")
+        o, S = kernel(q, k, v, beta, **common)
+    else:
+        kernel = kernel or _kernel("chunk_gated_delta_rule")
+        o, S = kernel(q, k, v, g, beta, **common)
+    return o.to(v.dtype), S.to(state_dtype)
+
+
+def delta_rule_needs_fallback(owner: str, *tensors: Tensor | None) -> bool:
+    """True (after a warning) where fla would refuse the gated delta rule's backward."""
+    if tensors[-1] is None or not gated_backward_broken(*[t for t in tensors if t is not None]):
+        return False
+    _fallback_warning(owner)
+    return True
+
+
+def selective_scan_fla(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    *,
+    state: Tensor | None = None,
+    kernel: Callable[..., tuple[Tensor, Tensor]] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Mamba's selective scan (arXiv:2312.00752) as gated linear attention on fla's ``chunk_gla``,
+    with the contract of :func:`mixerlab.ops.selective_scan.selective_scan_chunk` (no negative
+    eigenvalues)::
+
+        h_t[e, n] = exp(dt_t[e] A[e, n]) h_{t-1}[e, n] + dt_t[e] x_t[e] B_t[n],   y_t[e] = C_t . h_t[e]
+
+    is, per channel ``e`` taken as a head with ``K = N`` keys and one value, GLA's
+    ``S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t``, ``o_t = q_t S_t`` with ``q = C``, ``k = B``
+    (shared by all heads), ``v = dt x`` and the log decay ``g = dt A``. Shapes: ``x, dt: [B, T, E]``,
+    ``A: [E, N]``, ``B, C: [B, T, N]``, ``state: [B, E, N]``; returns ``(y: [B, T, E], [B, E, N])``.
+    """
+    batch, T, E = x.shape
+    N = A.shape[1]
+    q = C[:, :, None, :].expand(batch, T, E, N)
+    k = B[:, :, None, :].expand(batch, T, E, N)
+    v = (dt * x)[..., None]  # [B, T, E, 1]
+    log_decay = dt[..., None] * A  # [B, T, E, N]
+    S0 = None if state is None else state[..., None]  # [B, E, N, 1]
+    o, S = linear_attention_fla(q, k, v, log_decay, S0, kernel=kernel)
+    return o[..., 0], S[..., 0]
+
+
+def ssd_fla(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B_: Tensor,
+    C_: Tensor,
+    *,
+    state: Tensor | None = None,
+    kernel: Callable[..., tuple[Tensor, Tensor]] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Mamba-2's SSD (arXiv:2405.21060) on fla's ``chunk_simple_gla``, with the contract of
+    :func:`mixerlab.ops.ssd.ssd_chunk`::
+
+        h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T,    y_t = h_t C_t       (h: [P, N] per head)
+
+    is simple GLA (one scalar decay per head) with ``q = C``, ``k = B`` (one group: shared by the
+    heads), ``v = dt x`` and ``g = dt A``; fla's state ``[K, V] = [N, P]`` is the transpose of
+    SSD's ``[P, N]``. Shapes: ``x: [B, T, H, P]``, ``dt: [B, T, H]``, ``A: [H]``, ``B_, C_:
+    [B, T, N]``, ``state: [B, H, P, N]``; returns ``(y: [B, T, H, P], [B, H, P, N])``.
+    """
+    batch, T, H, _ = x.shape
+    N = B_.shape[-1]
+    q = C_[:, :, None, :].expand(batch, T, H, N)
+    k = B_[:, :, None, :].expand(batch, T, H, N)
+    S0 = None if state is None else state.transpose(-1, -2)  # [B, H, N, P]
+    o, S = linear_attention_fla(q, k, dt[..., None] * x, dt * A, S0, kernel=kernel)
+    return o, S.transpose(-1, -2)
+
+
+def rwkv6_fla(
+    r: Tensor,
+    k: Tensor,
+    v: Tensor,
+    log_decay: Tensor,
+    bonus: Tensor,
+    *,
+    initial_state: Tensor | None = None,
+    kernel: Callable[..., tuple[Tensor, Tensor]] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """RWKV-6's ``wkv`` (Finch, arXiv:2404.05892) on fla's ``chunk_rwkv6``, with the contract of
+    :func:`mixerlab.ops.rwkv6.rwkv6_chunk`::
+
+        o_t = r_t (S_{t-1} + diag(u) k_t^T v_t),     S_t = diag(w_t) S_{t-1} + k_t^T v_t
+
+    fla's ``w`` is the log decay (``log w_t``, as mixerlab's ``log_decay``) and its ``u`` the bonus;
+    ``scale=1`` because the op reads ``r_t`` as given. Shapes: ``r, k, log_decay: [B, T, H, K]``,
+    ``v: [B, T, H, V]``, ``bonus: [H, K]``, state ``[B, H, K, V]``.
+    """
+    state_dtype = r.dtype if initial_state is None else initial_state.dtype
+    r, k = r.to(v.dtype), k.to(v.dtype)
+    kernel = kernel or _kernel("chunk_rwkv6")
+    o, S = kernel(
+        r,
+        k,
+        v,
+        log_decay,
+        bonus,
+        scale=1.0,
+        initial_state=_state_in(initial_state),
+        output_final_state=True,
+    )
+    return o.to(v.dtype), S.to(state_dtype)
