@@ -84,7 +84,8 @@ class MemMamba(Mamba):
     chunked selective scan and the gathered-window pool attention) and ``"reference"`` (the
     per-token loops of both); a one-token call takes the recurrent steps. State:
     ``{"conv": [B, W-1, E], "ssm": [B, E, N], "notes": [B, P, H K], "filled": [B, P]}``;
-    its size is fixed (the pool is a fixed buffer with its occupancy flags).
+    its size is fixed (the pool is a fixed buffer with its occupancy flags). ``backend`` is
+    Mamba's (the selective scan on fla's kernels for CUDA inputs); the pool runs in PyTorch.
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class MemMamba(Mamba):
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
         bias: bool = False,
+        backend: str = "auto",
     ) -> None:
         super().__init__(
             dim,
@@ -115,6 +117,7 @@ class MemMamba(Mamba):
             dt_min=dt_min,
             dt_max=dt_max,
             bias=bias,
+            backend=backend,
         )
         name = "memmamba"
         check(
