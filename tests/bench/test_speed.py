@@ -39,7 +39,12 @@ def test_every_case_is_measured(results):
     for row in results.cases:
         assert "error" not in row, row
         assert row["fwdbwd_tok_s"] > 0 and row["fwd_tok_s"] > 0 and row["flops_fwdbwd"] > 0
-        assert 0 < row["frac_matmul_peak"] == pytest.approx(row["gflops"] / results.matmul_gflops["float32"])
+        # each mixer's rows are shares of the matmul measured just before that mixer
+        yardstick = results.mixer_matmul_gflops[row["mixer"]]["float32"]
+        assert 0 < row["frac_matmul_peak"] == pytest.approx(row["gflops"] / yardstick)
+        assert row["matmul_gflops"] == yardstick
+    assert set(results.mixer_matmul_gflops) == {"attention", "sliding_window"}
+    assert "measured just before it" in summary(results, markdown=True)
     assert len(results.decode) == 4 and all(r["decode_tok_s"] > 0 for r in results.decode)
     assert results.matmul_gflops_end["float32"] > 0 and "measured again at the end" in summary(results)
 
@@ -145,9 +150,9 @@ def test_an_interrupted_run_keeps_finished_mixers_and_resumes(tmp_path):
     assert kept == saved["cases"]  # not measured again
     assert {r["mixer"] for r in resumed.cases} == {"mingru", "minlstm"}
     assert resumed.matmul_gflops == saved["matmul_gflops"] and len(resumed.resumed_matmul_gflops) == 1
-    for row in resumed.cases:  # each row's share is of the matmul measured by its own process
-        peak = saved["matmul_gflops"] if row["mixer"] == "mingru" else resumed.resumed_matmul_gflops[0]
-        assert row["matmul_gflops"] == peak["float32"]
+    for row in resumed.cases:  # each row's share is of the matmul measured just before its mixer
+        peaks = saved["mixer_matmul_gflops"] if row["mixer"] == "mingru" else resumed.mixer_matmul_gflops
+        assert row["matmul_gflops"] == peaks[row["mixer"]]["float32"]
         assert row["frac_matmul_peak"] == pytest.approx(row["gflops"] / row["matmul_gflops"])
     assert any("mingru" in line and "kept" in line for line in logs)
     assert "resumed after an interruption" in summary(resumed)
@@ -200,6 +205,11 @@ def test_cli_re_renders_a_saved_run_without_measuring(results, tmp_path):
     assert again["cases"] == json.loads(json.dumps(results.cases))  # nothing re-measured
     text = md.read_text()
     assert "<!-- speed:start -->" in text and "| sliding_window |" in text and "re-rendered by" in text
+    # a run over a subset of the mixers goes to its own section; the full grid's stays as it was
+    named = CliRunner().invoke(app, [*args, "--benchmarks-md", str(md), "--section", "speed-subset"])
+    assert named.exit_code == 0, named.output
+    both = md.read_text()
+    assert both.startswith(text.rstrip()) and both.count("<!-- speed-subset:start -->") == 1
     missing = CliRunner().invoke(app, ["speed", "--from-json", str(tmp_path / "nope.json")])
     assert missing.exit_code == 2 and "from_json=" in missing.output
 

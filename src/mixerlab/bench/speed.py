@@ -119,6 +119,8 @@ class SpeedResults:
     resumed_matmul_gflops: list[dict[str, float]] = field(default_factory=list)
     # The matmul peak measured again at the end: how much the machine drifted during the run.
     matmul_gflops_end: dict[str, float] = field(default_factory=dict)
+    # The matmul peak measured just before each mixer: the yardstick of that mixer's rows.
+    mixer_matmul_gflops: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -287,7 +289,7 @@ def run_speed(
     """Measure every selected mixer; ``on_mixer_done`` sees the results after each mixer (to write
     them, so an interrupted run keeps what it measured). With ``previous`` (an interrupted run with
     the same settings) its finished mixers are kept, not measured again; rows measured now are
-    shares of the matmul measured now (each row records its ``matmul_gflops``)."""
+    shares of the matmul measured just before their mixer (each row records its ``matmul_gflops``)."""
     cfg.validate()
     if previous is not None:
         resumable(previous, cfg)
@@ -311,6 +313,10 @@ def run_speed(
         if name in results.done:
             continue
         started = time.perf_counter()
+        # On a shared machine the matmul drifts within a run: each mixer's rows are shares of
+        # the matmul measured just before it (about a second per mixer).
+        peak = {dt: matmul_gflops(DTYPES[dt]) for dt in cfg.dtypes}
+        results.mixer_matmul_gflops[name] = peak
         # a hard stop under the estimates: an allocation past the cap fails as an error row instead
         # of the kernel's OOM killer ending the run
         with memory_cap(_CAP_SHARE * available_memory_mb()):
@@ -388,6 +394,7 @@ def _keep_finished(previous: SpeedResults) -> SpeedResults:
         peers=rows(previous.peers),
         done=list(previous.done),
         resumed_matmul_gflops=list(previous.resumed_matmul_gflops),
+        mixer_matmul_gflops={k: v for k, v in previous.mixer_matmul_gflops.items() if k in previous.done},
     )
 
 

@@ -223,12 +223,24 @@ def summary(results: SpeedResults, markdown: bool = False) -> str:
     if results.matmul_gflops_end:
         end = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in results.matmul_gflops_end.items())
         parts.append(f"dense matmul measured again at the end of the run: {end}")
+    per_mixer = results.mixer_matmul_gflops
     for again in results.resumed_matmul_gflops:
-        parts.append(
-            "resumed after an interruption; rows measured after it use the matmul of the resumed run ("
-            + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in again.items())
-            + ")"
-        )
+        measured = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in again.items())
+        if per_mixer:
+            parts.append(f"resumed after an interruption (dense matmul at the restart: {measured})")
+        else:
+            parts.append(
+                "resumed after an interruption; rows measured after it use the matmul of the resumed "
+                f"run ({measured})"
+            )
+    if per_mixer:
+        # a shared machine drifts within a run: each mixer's "% matmul" is a share of its own yardstick
+        for dt in results.config["dtypes"]:
+            each = ", ".join(f"{name} {peaks[dt]:.0f}" for name, peaks in per_mixer.items() if dt in peaks)
+            parts.append(
+                f"each mixer's % matmul is a share of the dense {dt} matmul measured just before it "
+                f"(GFLOP/s): {each}"
+            )
     cfg = results.config
     parts.append(
         f"B={cfg['batch_size']}, dim={cfg['dim']}, num_heads={cfg['num_heads']}; medians of "

@@ -54,6 +54,11 @@ def speed(
         None, help="Measure nothing: re-render tables, files and --benchmarks-md from this speed.json."
     ),
     benchmarks_md: Path = typer.Option(None, help="Also write the tables into this BENCHMARKS.md section."),
+    section: str = typer.Option(
+        None,
+        help="Name of the BENCHMARKS.md section (between <!-- NAME:start/end --> markers; default "
+        "'speed', or 'speed-quick' with --quick), e.g. for a run over a subset of the mixers.",
+    ),
 ) -> None:
     """Throughput, memory, decoding speed and speed-ups against baselines measured in the same run.
 
@@ -98,7 +103,8 @@ def speed(
         typer.echo(f"wrote {path}")
     _print_table(results)
     if benchmarks_md is not None:
-        update_benchmarks_md(benchmarks_md, "speed-quick" if quick else "speed", command, results)
+        name = section or ("speed-quick" if quick else "speed")
+        update_benchmarks_md(benchmarks_md, name, command, results)
         typer.echo(f"updated {benchmarks_md}")
 
 
