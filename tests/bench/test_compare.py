@@ -50,6 +50,24 @@ def test_sweep_plan_covers_the_grid_and_an_unregistered_mixer_is_an_error():
     assert sweep.models == ["gla", {"name": "attention", "num_heads": 2}]
 
 
+def test_a_model_spec_may_name_its_own_learning_rates_and_lrs_on_the_command_line_replaces_them():
+    models = 'attention,{"name": "gla", "lr": 1e-2},{"name": "mingru", "lr": [1e-3, 3e-2]}'
+    sweep = build_sweep(None, tiny=True, lists={"models": models}, assignments=["lrs=[3e-3]"])
+    runs, _ = plan(sweep, lambda message: None)
+    lrs = {(r.label, r.config.train.seed): [] for r in runs}
+    for r in runs:
+        lrs[(r.label, r.config.train.seed)].append(r.config.train.lr)
+        # The key is the sweep's: the mixer is built from the spec without it.
+        assert not (isinstance(r.config.model.mixer, dict) and "lr" in r.config.model.mixer)
+    assert lrs[("attention", 0)] == [3e-3] and lrs[("gla", 0)] == [1e-2]
+    assert lrs[("mingru", 1)] == [1e-3, 3e-2] and len(runs) == 2 * (1 + 1 + 2)
+    # --lrs is every model's learning rate.
+    sweep = build_sweep(None, tiny=True, lists={"models": models, "lrs": "1e-3"})
+    assert {r.config.train.lr for r in plan(sweep, lambda message: None)[0]} == {1e-3}
+    with pytest.raises(ConfigError, match=r"models\.gla\.lr"):
+        build_sweep(None, tiny=True, lists={"models": '{"name": "gla", "lr": -1}'})
+
+
 def test_the_default_sweep_has_a_step_budget_and_the_cpu_cap_only_as_a_safety_net():
     from mixerlab.train.trainer import Trainer
 
