@@ -94,6 +94,20 @@ def test_one_tiny_claim_end_to_end_into_store_and_report(tmp_path):
     assert "negative_eigenvalues_parity" in page and "data:image/png;base64" in page
 
 
+def test_claims_in_two_worker_processes_measure_what_one_process_does_in_the_same_order(tmp_path):
+    chosen = select_claims(["negative_eigenvalues_parity", "kan_parameter_efficiency"])
+    # A broken experiment in a worker fails its claim with the error; the others still run.
+    broken = {"kan_parameter_efficiency": {"kan_hidden": None}}
+    one = run_claims(chosen, scale=0.05)
+    two = run_claims(chosen, scale=0.05, workers=2, out=tmp_path / "claims", settings=broken)
+    assert [r.claim.name for r in two] == [c.name for c in chosen]
+    assert two[0].figures == one[0].figures and not two[0].error
+    assert two[1].status == "failed" and two[1].error
+    assert (tmp_path / "claims" / "report.html").exists()
+    with pytest.raises(ConfigError, match="workers"):
+        run_claims(chosen, workers=0)
+
+
 def test_unknown_claim_is_a_config_error():
     with pytest.raises(ConfigError, match="known claims"):
         select_claims(["no_such_claim"])
