@@ -92,6 +92,7 @@ def _results_in_order(
     scale: float,
     settings: dict[str, dict[str, Any]],
     workers: int,
+    log: Log | None = None,
 ) -> Iterator[ClaimResult]:
     """Each claim's result, in the order of ``claims``; with ``workers > 1`` claims run side by side.
 
@@ -100,6 +101,8 @@ def _results_in_order(
     """
     if workers <= 1 or len(claims) <= 1:
         for claim in claims:
+            if log:
+                log(f"claim {claim.name} ({claim.paper}, arXiv:{claim.arxiv}) ...")
             try:
                 yield run_claim(claim, seeds=seeds, scale=scale, settings=settings.get(claim.name))
             except Exception as err:  # one broken experiment must not lose the others
@@ -156,11 +159,12 @@ def run_claims(
     try:
         if log and workers > 1:
             log(f"running {len(claims)} claim(s) in {workers} worker processes")
-        for result in _results_in_order(claims, seed_list, scale, settings or {}, workers):
+        for result in _results_in_order(claims, seed_list, scale, settings or {}, workers, log):
             claim = result.claim
             results.append(result)
             if log:
-                log(f"claim {claim.name} ({claim.paper}, arXiv:{claim.arxiv})")
+                if workers > 1:
+                    log(f"claim {claim.name} ({claim.paper}, arXiv:{claim.arxiv})")
                 log(f"  {result.status.upper()} in {result.seconds:.0f}s: {result_text(result)}")
             if result_store is not None:
                 result_store.write(store_row(result))
