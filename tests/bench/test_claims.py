@@ -6,6 +6,7 @@ import math
 import re
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import mixerlab.cli.claims  # noqa: F401  (adds the command)
@@ -94,6 +95,20 @@ def test_one_tiny_claim_end_to_end_into_store_and_report(tmp_path):
     assert "negative_eigenvalues_parity" in page and "data:image/png;base64" in page
 
 
+def test_claims_in_two_worker_processes_measure_what_one_process_does_in_the_same_order(tmp_path):
+    chosen = select_claims(["negative_eigenvalues_parity", "kan_parameter_efficiency"])
+    # A broken experiment in a worker fails its claim with the error; the others still run.
+    broken = {"kan_parameter_efficiency": {"kan_hidden": None}}
+    one = run_claims(chosen, scale=0.05)
+    two = run_claims(chosen, scale=0.05, workers=2, out=tmp_path / "claims", settings=broken)
+    assert [r.claim.name for r in two] == [c.name for c in chosen]
+    assert two[0].figures == one[0].figures and not two[0].error
+    assert two[1].status == "failed" and two[1].error
+    assert (tmp_path / "claims" / "report.html").exists()
+    with pytest.raises(ConfigError, match="workers"):
+        run_claims(chosen, workers=0)
+
+
 def test_unknown_claim_is_a_config_error():
     with pytest.raises(ConfigError, match="known claims"):
         select_claims(["no_such_claim"])
@@ -110,3 +125,28 @@ def test_cli_list_and_help():
     assert runner.invoke(app, ["claims", "--help"]).exit_code == 0
     result = runner.invoke(app, ["claims", "--list", "--quick"])
     assert result.exit_code == 0 and "negative_eigenvalues_parity" in result.output
+
+
+def test_train_lm_with_num_train_goes_over_the_fixed_set_in_epochs_each_in_a_new_order(monkeypatch):
+    from mixerlab.bench.claims import base
+    from mixerlab.tasks.base import TaskData
+
+    seen: list[list[int]] = []
+    real_batch = TaskData.batch
+
+    def record(self, index, device="cpu"):
+        seen.append(torch.arange(len(self))[index].tolist())
+        return real_batch(self, index, device)
+
+    monkeypatch.setattr(TaskData, "batch", record)
+    options = {"vocab_size": 16, "seq_len": 16, "num_kv_pairs": [2], "num_test": 4}
+    model = {"dim": 8, "depth": 1, "mixer": "attention"}
+    base.train_lm("mqar", options, model, steps=6, batch_size=2, lr=1e-3, seed=0, num_train=6)
+    flat = [i for step in seen for i in step]
+    first, second = flat[:6], flat[6:]
+    # Every example once per epoch, and the second epoch in another order.
+    assert sorted(first) == sorted(second) == list(range(6)) and first != second
+    seen.clear()
+    base.train_lm("mqar", options, model, steps=3, batch_size=2, lr=1e-3, seed=0)
+    # Without num_train every step takes fresh examples.
+    assert [i for step in seen for i in step] == list(range(6))

@@ -50,6 +50,24 @@ def test_sweep_plan_covers_the_grid_and_an_unregistered_mixer_is_an_error():
     assert sweep.models == ["gla", {"name": "attention", "num_heads": 2}]
 
 
+def test_a_model_spec_may_name_its_own_learning_rates_and_lrs_on_the_command_line_replaces_them():
+    models = 'attention,{"name": "gla", "lr": 1e-2},{"name": "mingru", "lr": [1e-3, 3e-2]}'
+    sweep = build_sweep(None, tiny=True, lists={"models": models}, assignments=["lrs=[3e-3]"])
+    runs, _ = plan(sweep, lambda message: None)
+    lrs = {(r.label, r.config.train.seed): [] for r in runs}
+    for r in runs:
+        lrs[(r.label, r.config.train.seed)].append(r.config.train.lr)
+        # The key is the sweep's: the mixer is built from the spec without it.
+        assert not (isinstance(r.config.model.mixer, dict) and "lr" in r.config.model.mixer)
+    assert lrs[("attention", 0)] == [3e-3] and lrs[("gla", 0)] == [1e-2]
+    assert lrs[("mingru", 1)] == [1e-3, 3e-2] and len(runs) == 2 * (1 + 1 + 2)
+    # --lrs is every model's learning rate.
+    sweep = build_sweep(None, tiny=True, lists={"models": models, "lrs": "1e-3"})
+    assert {r.config.train.lr for r in plan(sweep, lambda message: None)[0]} == {1e-3}
+    with pytest.raises(ConfigError, match=r"models\.gla\.lr"):
+        build_sweep(None, tiny=True, lists={"models": '{"name": "gla", "lr": -1}'})
+
+
 def test_the_default_sweep_has_a_step_budget_and_the_cpu_cap_only_as_a_safety_net():
     from mixerlab.train.trainer import Trainer
 
@@ -66,10 +84,11 @@ def test_the_default_sweep_has_a_step_budget_and_the_cpu_cap_only_as_a_safety_ne
 def test_default_sweep_uses_registered_mixers_at_two_widths():
     runs, notes = plan(build_sweep(None), lambda _: None)
     mixers = {r.label for r in runs}
-    assert len(mixers) >= min(6, len(TOKEN_MIXERS)) and "attention" in mixers
+    assert len(mixers) >= min(7, len(TOKEN_MIXERS)) and "attention" in mixers
     assert len({r.config.model.dim for r in runs}) == 2
-    # Several seeds for the spread; one learning rate (lr 1e-2 never trained attention here).
-    assert len(DEFAULT_SWEEP["seeds"]) >= 2 and DEFAULT_SWEEP["lrs"] == [3e-3]
+    # One learning rate (lr 1e-2 never trained attention here) and one seed: seven mixers at two
+    # widths fit the 15 minutes on 2 cores once (``--seeds 0,1`` adds the spread).
+    assert DEFAULT_SWEEP["lrs"] == [3e-3] and len(runs) == len(mixers) * 2 * len(DEFAULT_SWEEP["seeds"])
 
 
 def _row_count(path: Path) -> int:

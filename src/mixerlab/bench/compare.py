@@ -22,7 +22,9 @@ workers and raises :class:`KeyboardInterrupt` at once.
 
 Fairness: every run sees the same data (the task's data seed), the same budget (epochs, batch
 size, schedule), and the same small learning-rate grid; the report takes the best learning rate
-per model and shows the spread over seeds.
+per model and shows the spread over seeds. A model spec may name its own learning rates,
+``{"name": "gla", "lr": 1e-2}`` (or a list): they replace ``lrs`` for that model only, for mixers
+whose best rate lies outside the shared grid; ``--lrs`` on the command line replaces them all.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ class SweepConfig:
             )
         for lr in self.lrs:
             check(lr > 0 and lr == lr, "sweep", "lrs", lr, "expected learning rates > 0, e.g. 3e-3,1e-2")
+        for spec in self.models:
+            model_lrs(spec, self.lrs)
         for width in self.widths:
             check_positive_int("sweep", "widths", width)
         roots = ("task", "model", "train", "method", "transforms", "objective")
@@ -139,6 +143,36 @@ class CompareSummary:
     # Stopped by Ctrl-C: finished runs are in the store, the others keep their checkpoints.
     interrupted: bool = False
     sweep: str = ""
+
+
+def model_lrs(spec: Any, lrs: list[float]) -> tuple[Any, list[float]]:
+    """``(spec without its "lr" key, the model's learning rates)``: its own ``lr`` if given, else ``lrs``.
+
+    The ``lr`` key is the sweep's, not the mixer's: it never reaches the mixer's constructor.
+    """
+    if not (isinstance(spec, dict) and "lr" in spec):
+        return spec, list(lrs)
+    own = [_as_float(lr) for lr in (spec["lr"] if isinstance(spec["lr"], list) else [spec["lr"]])]
+    for lr in own:
+        check(
+            lr is not None and lr > 0 and lr == lr,
+            "sweep",
+            f"models.{spec.get('name')}.lr",
+            spec["lr"],
+            "expected a learning rate > 0 or a non-empty list of them, e.g. 1e-2 or [3e-3, 1e-2]",
+        )
+    check(len(own) > 0, "sweep", f"models.{spec.get('name')}.lr", spec["lr"], "expected a non-empty list")
+    return {k: v for k, v in spec.items() if k != "lr"}, [float(lr) for lr in own if lr is not None]
+
+
+def _as_float(value: Any) -> float | None:
+    # YAML reads "1e-2" as a string; a number or a numeric string is a learning rate.
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def load_sweep(data: dict[str, Any] | SweepConfig) -> SweepConfig:
@@ -191,6 +225,8 @@ def plan(sweep: SweepConfig, log: Log = print) -> tuple[list[PlannedRun], list[s
     widths come first, so the slowest runs start early.
     """
     models, notes = resolve_models(sweep, log)
+    split = [model_lrs(spec, sweep.lrs) for spec in models]
+    models, own_lrs = [spec for spec, _ in split], [lrs for _, lrs in split]
     base = {
         "task": to_dict(sweep.task),
         "model": to_dict(sweep.model),
@@ -210,9 +246,13 @@ def plan(sweep: SweepConfig, log: Log = print) -> tuple[list[PlannedRun], list[s
     names = {path: axis_labels(values) for path, values in grid}
     runs, seen = [], set()
     for seed in sweep.seeds:
-        for lr in sweep.lrs:
+        # The i-th learning rate of every model in pass i (a model's own list may be shorter).
+        for lr_pass in range(max(len(lrs) for lrs in own_lrs)):
             for dim in sorted(sweep.widths, reverse=True):
-                for spec, label in zip(models, mixer_labels(models)):
+                for spec, label, lrs in zip(models, mixer_labels(models), own_lrs):
+                    if lr_pass >= len(lrs):
+                        continue
+                    lr = lrs[lr_pass]
                     for index in itertools.product(*(range(len(values)) for _, values in grid)):
                         point = [values[i] for (_, values), i in zip(grid, index)]
                         axes = {
@@ -839,6 +879,10 @@ def build_sweep(
     if overrides.get("models"):
         # Explicit mixers replace the default list, so do not top it up with others.
         overrides["min_models"] = 0
+    if overrides.get("lrs"):
+        # Learning rates given on the command line are every model's, per-model ones included.
+        models = overrides.get("models", data.get("models", []))
+        overrides["models"] = [model_lrs(spec, [])[0] for spec in models]
     data = apply_overrides(data, {**overrides, **parse_assignments(assignments)})
     return load_sweep(data)
 

@@ -27,6 +27,9 @@ def claims(
         typer.Option(help="Results store, SQLite path or database URL (default <out>/results.sqlite)."),
     ] = None,
     seeds: Annotated[int, typer.Option(help="Seeds per claim (figures are averaged over them).")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="Claims run side by side in this many processes (one thread each).")
+    ] = 2,
     list_only: Annotated[bool, typer.Option("--list", help="List the claims and exit.")] = False,
 ) -> None:
     """Run each claim's fixed-budget experiment, judge it against its fixed threshold, report pass/fail."""
@@ -50,7 +53,7 @@ def claims(
     folder = out / "claims"
     store_path = store if store is not None else str(out / "results.sqlite")
     start = time.perf_counter()
-    results = run_claims(chosen, seeds=seeds, out=folder, store=store_path, log=typer.echo)
+    results = run_claims(chosen, seeds=seeds, out=folder, store=store_path, log=typer.echo, workers=workers)
     cells = [
         [
             r.claim.name,

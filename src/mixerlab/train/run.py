@@ -31,11 +31,14 @@ SWEEP_NAME = "train"
 
 def default_run() -> dict[str, Any]:
     """The first run of the default comparison, as a config dict."""
+    from mixerlab.bench.compare import model_lrs
     from mixerlab.bench.defaults import DEFAULT_SWEEP
 
     sweep = copy.deepcopy(DEFAULT_SWEEP)
-    model = {**sweep.get("model", {}), "mixer": sweep["models"][0], "dim": sweep["widths"][0]}
-    train = {**sweep.get("train", {}), "lr": sweep["lrs"][0], "seed": sweep["seeds"][0]}
+    # A per-model "lr" in the spec is the sweep's, routed to train.lr.
+    mixer, lrs = model_lrs(sweep["models"][0], sweep["lrs"])
+    model = {**sweep.get("model", {}), "mixer": mixer, "dim": sweep["widths"][0]}
+    train = {**sweep.get("train", {}), "lr": lrs[0], "seed": sweep["seeds"][0]}
     return {"task": sweep["task"], "model": model, "train": train}
 
 

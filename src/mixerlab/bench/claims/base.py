@@ -288,29 +288,42 @@ def train_lm(
     lr: float,
     seed: int,
     weight_decay: float = 0.0,
+    num_train: int | None = None,
 ) -> TrainedLM:
     """Train ``create_model("lm", **model_options)`` on a token task for exactly ``steps`` steps.
 
     Each step sees ``batch_size`` fresh examples of ``task.train_data(seed)`` (the task makes
-    ``steps * batch_size`` of them), so no example is seen twice. Results are kept for the
-    process: claims that train the same model on the same data (attention on MQAR) train it once.
+    ``steps * batch_size`` of them), so no example is seen twice; with ``num_train`` the task
+    makes that many and the steps go over them in epochs, each in a new seeded order. Results
+    are kept for the process: claims that train the same model on the same data (attention on
+    MQAR) train it once.
     """
     import mixerlab
 
     key = json.dumps(
-        [task_name, task_options, model_options, steps, batch_size, lr, seed, weight_decay],
+        [task_name, task_options, model_options, steps, batch_size, lr, seed, weight_decay, num_train],
         sort_keys=True,
         default=str,
     )
     if key in _TRAINED:
         return _TRAINED[key]
-    task = mixerlab.create_task(task_name, num_train=steps * batch_size, **task_options)
+    size = num_train or steps * batch_size
+    task = mixerlab.create_task(task_name, num_train=size, **task_options)
     data = task.train_data(seed)
     torch.manual_seed(seed)
     model = mixerlab.create_model("lm", vocab_size=task.vocab_size, **model_options)
+    per_epoch = max(1, size // batch_size)
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
 
     def loss_fn(step: int) -> torch.Tensor:
-        batch = data.batch(slice(step * batch_size, (step + 1) * batch_size))
+        nonlocal order
+        if num_train is not None and step > 0 and step % per_epoch == 0:
+            order = torch.randperm(size, generator=torch.Generator().manual_seed(seed + step))
+        if num_train is None:
+            batch = data.batch(slice(step * batch_size, (step + 1) * batch_size))
+        else:
+            start = (step % per_epoch) * batch_size
+            batch = data.batch(order[start : start + batch_size])
         logits, _ = model(batch["inputs"])
         return F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), ignore_index=IGNORE)
 
