@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -22,14 +23,16 @@ def _load():
 
 def test_tiny_run_measures_mixers_peers_and_the_backend_rows():
     gpu = _load()
-    result = gpu.run(torch.device("cpu"), gpu.TINY, budget_s=600.0, only=["attention", "mamba", "lstm"])
+    # No per-step bound, so no row falls back to the short length however loaded the machine is.
+    sizes = dataclasses.replace(gpu.TINY, max_step_s=float("inf"))
+    result = gpu.run(torch.device("cpu"), sizes, budget_s=600.0, only=["attention", "mamba", "lstm"])
     rows = {r["name"]: r for r in result["rows"]}
     assert set(rows) == {"attention", "mamba", "mamba [torch]", "lstm"}  # mamba has a backend option
     assert all(r["tok_s"] > 0 and r["seq_len"] == gpu.TINY.seq_len for r in rows.values())
     sdpa = next(p for p in result["peers"] if p["mixer"] == "attention")
     assert sdpa["tok_s"] > 0
     assert result["matmul_tflops"] > 0
-    text = gpu.markdown(result, torch.device("cpu"), gpu.TINY, "python benchmarks/gpu.py --tiny")
+    text = gpu.markdown(result, torch.device("cpu"), sizes, "python benchmarks/gpu.py --tiny")
     ratio = rows["attention"]["tok_s"] / sdpa["tok_s"]
     assert f"| attention | {rows['attention']['tok_s']:,.0f} | - | {sdpa['name']} |" in text
     assert f"{ratio:.2f}x |" in text
@@ -43,3 +46,12 @@ def test_spent_budget_lists_the_rest_as_not_measured():
     assert "| mingru | not measured: time budget spent |" in gpu.markdown(
         result, torch.device("cpu"), gpu.TINY, "cmd"
     )
+
+
+def test_a_layer_over_the_step_bound_is_measured_at_the_short_length():
+    gpu = _load()
+    sizes = dataclasses.replace(gpu.TINY, max_step_s=0.0)  # every probe is over the bound
+    result = gpu.run(torch.device("cpu"), sizes, budget_s=600.0, only=["lstm"])
+    (row,) = result["rows"]
+    assert row["seq_len"] == sizes.short_len and row["tok_s"] > 0
+    assert f"(at T={sizes.short_len})" in gpu.markdown(result, torch.device("cpu"), sizes, "cmd")
