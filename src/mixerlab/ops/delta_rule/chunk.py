@@ -28,24 +28,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
+from mixerlab.ops.contiguous_grad import contiguous_grad
 from mixerlab.ops.precision import widen
-
-
-class _ContiguousGrad(torch.autograd.Function):
-    """Identity whose backward makes the gradient contiguous.
-
-    The chunk layout permutes ``beta`` and ``g``, so their gradients come back with permuted
-    strides; under ``torch.compile`` (AOT autograd) the projection's backward then calls ``view``
-    on them and fails. Eager mode is unaffected.
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        return grad.contiguous()
 
 
 def delta_rule_chunk(
@@ -66,8 +50,8 @@ def delta_rule_chunk(
     # make the masks 4x and the triangular solve 8x larger for nothing (the maths is the same).
     C = max(1, min(chunk_size, T))
     scale = K**-0.5 if scale is None else scale
-    beta = _ContiguousGrad.apply(beta)
-    g = None if g is None else _ContiguousGrad.apply(g)
+    beta = contiguous_grad(beta)
+    g = None if g is None else contiguous_grad(g)
     pad = (-T) % C
     if pad:
         q, k, v = (F.pad(t, (0, 0, 0, 0, 0, pad)) for t in (q, k, v))

@@ -30,8 +30,15 @@ def _split_keys(k: Tensor, is_meta: Tensor) -> Tensor:
     return torch.where(is_meta[None, :, None, None], torch.cat([zeros, k], -1), torch.cat([k, zeros], -1))
 
 
-def _dense(q2: Tensor, k: Tensor, v: Tensor, window: int, num_meta: int, scale: float) -> Tensor:
-    """One masked ``[Tq, Tk]`` SDPA call (short inputs and decoding steps)."""
+def meta_window_attention_dense(
+    q2: Tensor, k: Tensor, v: Tensor, window: int, num_meta: int, scale: float
+) -> Tensor:
+    """Meta-window attention as one masked ``[Tq, Tk]`` SDPA call (short inputs, decoding steps).
+
+    ``q2: [B, Tq, H, 2K]`` is ``[q_window, q_meta]``; ``k, v: [B, Tk, H, K]`` in cache-index
+    order (the first ``num_meta`` keys are the meta memory); ``scale`` is ``K^-1/2``. Returns
+    ``[B, Tq, H, K]``. Also the decoding step of :mod:`mixerlab.ops.lizard.recurrent`.
+    """
     Tq, Tk = q2.shape[1], k.shape[1]
     pos = torch.arange(Tk - Tq, Tk, device=k.device)[:, None]
     keys = torch.arange(Tk, device=k.device)
@@ -51,7 +58,7 @@ def meta_window_attention_chunk(
     scale = 1.0 / math.sqrt(K)
     q2 = torch.cat([q_window, q_meta], dim=-1)
     if Tk <= 2 * window or Tq == 1:  # one block pair covers everything: the dense form is as cheap
-        return _dense(q2, k, v, window, num_meta, scale)
+        return meta_window_attention_dense(q2, k, v, window, num_meta, scale)
     W, M, offset = window, min(num_meta, Tk), Tk - Tq
     n = -(-Tk // W)
     tail = n * W - Tk

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from mixerlab.ops.linear_attention import linear_attention_recurrent
-from mixerlab.ops.lizard.chunk import _dense
+from mixerlab.ops.lizard.chunk import meta_window_attention_dense
 
 
 def lizard_recurrent(
@@ -36,5 +36,5 @@ def lizard_recurrent(
     o_gla, state = linear_attention_recurrent(phi_q, phi_k, v[:, -1], log_decay, state)
     q2 = torch.cat([q_window, q_meta], dim=-1)[:, None]
     scale = 1.0 / math.sqrt(q_window.shape[-1])
-    o_swa = _dense(q2, k, v, window, num_meta, scale)[:, 0]
+    o_swa = meta_window_attention_dense(q2, k, v, window, num_meta, scale)[:, 0]
     return alpha[:, None] * o_gla + beta[:, None] * o_swa, state

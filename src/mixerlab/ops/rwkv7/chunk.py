@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from mixerlab.ops.delta_rule.chunk import _ContiguousGrad
+from mixerlab.ops.contiguous_grad import contiguous_grad
 from mixerlab.ops.precision import widen
 
 _MAX_FACTORED_EXPONENT = 20.0
@@ -73,7 +73,7 @@ def rwkv7_chunk(
     B, T, H, K = q.shape
     V = v.shape[-1]
     C = chunk_size
-    q, log_w, k, a, b = (_ContiguousGrad.apply(t) for t in (q, log_w, k, a, b))
+    q, log_w, k, a, b = (contiguous_grad(t) for t in (q, log_w, k, a, b))
     pad = (-T) % C
     if pad:
         q, log_w, k, v, a, b = (F.pad(t, (0, 0, 0, 0, 0, pad)) for t in (q, log_w, k, v, a, b))
