@@ -1,5 +1,5 @@
 """Titans memory ops: the chunked form equals per-token gradient descent with momentum and decay
-(outputs, memory, momentum, gradients), also when a call starts inside a chunk."""
+(outputs, memory, momentum, gradients), also when a call starts or ends inside a chunk."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import torch
 
 from mixerlab.ops.titans import titans_chunk, titans_reference
 
-B, T, H, K, M = 2, 13, 2, 4, 6
+B, H, K, M = 2, 2, 4, 6
 
 
-@pytest.mark.parametrize("pos", [0, 3])
-def test_chunk_matches_reference(pos):
+# (tokens already in the current chunk of 5, tokens in the call): several chunks, a call ending
+# on a chunk boundary, one inside a chunk, one token completing a chunk
+@pytest.mark.parametrize(("pos", "T"), [(0, 13), (3, 13), (3, 7), (1, 2), (4, 1)])
+def test_chunk_matches_reference(pos, T):
     g = torch.Generator().manual_seed(0)
 
     def r(*shape, scale=1.0):

@@ -11,31 +11,29 @@ with ``E_t = E_t,-1``, ``D_t = D_t,-1``, ``F_t = sum_{j<=t} D_tj E_j``: ``[C, C]
 running products (cumulative products, not logs, so gates of exactly 0 are allowed). The memory is
 read without forming any ``M_t``: ``W_t x_t = D_t W_0 x_t + F_t S_0 x_t - sum_s (D E)_ts
 theta_s (x_s . x_t) d_s`` for each layer in turn (the first meets ``q_t``, the second the
-hidden activations). Only chunks are walked in Python; a call that starts inside a chunk first
-completes it. Shapes and state as in :mod:`mixerlab.ops.titans.reference`.
+hidden activations).
+
+Everything that depends on the gates and the inputs alone (the product tables, ``q_t . k_s``
+weighted by them, the queries scaled by ``D_t`` and ``F_t``) is computed for all chunks at once;
+only what depends on ``M_base`` walks the chunks, a dozen batched matrix products per chunk. A call
+that starts ``pos`` tokens into a chunk is aligned by ``pos`` leading steps that change nothing
+(no gradient, gates 1 and 0, left out of ``F_t``); a call that ends inside a chunk reads its state
+at its last token's row. Shapes and state as in :mod:`mixerlab.ops.titans.reference`.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor
 
 from mixerlab.ops.titans.reference import TitansState
 
 
-def _segments(T: int, pos: int, b: int) -> list[int]:
-    out, first = [], b - pos
-    while T > 0:
-        out.append(min(first, T))
-        T -= out[-1]
-        first = b
-    return out
-
-
 def _products(gate: Tensor) -> Tensor:
     """``out[..., t, s] = prod_{s<r<=t} gate_r`` (0 above the diagonal) over the chunk with a
-    leading identity step: ``gate: [B, H, C]`` -> ``[B, H, C+1, C+1]``; column 0 runs from the start."""
+    leading identity step: ``gate: [..., C]`` -> ``[..., C+1, C+1]``; column 0 runs from the start."""
     g = F.pad(gate, (1, 0), value=1.0)
     C1 = g.shape[-1]
     keep = torch.ones(C1, C1, dtype=torch.bool, device=g.device).tril()
@@ -44,31 +42,21 @@ def _products(gate: Tensor) -> Tensor:
     return factors.cumprod(dim=-2).masked_fill(~keep, 0.0)
 
 
-def _silu_grad(x: Tensor) -> Tensor:
-    s = torch.sigmoid(x)
-    return s * (1 + x * (1 - s))
-
-
-def _layer(
-    w0: Tensor, s0: Tensor, x: Tensor, inputs: Tensor, deltas: Tensor, decay, coeff
+def _read_and_update(
+    w: Tensor, s: Tensor, x_scaled: Tensor, mixed: Tensor, deltas: Tensor, inputs: Tensor, ends: tuple
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """One layer's read ``W_t x_t`` and its weights and momentum after the chunk.
+    """One layer of one chunk: its read ``W_t x_t`` for every token, and the weights and momentum
+    at the chunk's end row.
 
-    ``w0, s0: [B, H, O, I]``; ``x, inputs: [B, C, H, I]``; ``deltas: [B, C, H, O]`` (already
-    scaled by ``theta``); ``decay = (D_t, F_t, E_t)``, each ``[B, H, C]``; ``coeff = (DE, E)``,
-    each ``[B, H, C, C]`` with the row of the chunk's end at index ``-1``.
+    ``w, s: [N, O, I]`` (``N = B H``); ``x_scaled = [D_t x_t, F_t x_t]: [N, C, 2I]``; ``mixed:
+    [N, C, C]`` is ``(x_t . inputs_s) (D E)_ts theta_s``; ``deltas: [N, C, O]``; ``inputs: [N, C,
+    I]``; ``ends = (D, F, E, (D E)_s theta_s, E_s theta_s)`` at the end row, ``[N, 1, 1]`` or
+    ``[N, C, 1]``.
     """
-    d_t, f_t, e_t = decay
-    de, e = coeff
-    scores = torch.einsum("bthi,bshi->bhts", x, inputs) * de
-    read = (
-        torch.einsum("bhoi,bthi->btho", w0, x) * d_t.transpose(1, 2)[..., None]
-        + torch.einsum("bhoi,bthi->btho", s0, x) * f_t.transpose(1, 2)[..., None]
-        - torch.einsum("bhts,bsho->btho", scores, deltas)
-    )
-    grad_sum = torch.einsum("bhs,bsho,bshi->bhoi", de[..., -1, :], deltas, inputs)
-    w_end = d_t[..., -1, None, None] * w0 + f_t[..., -1, None, None] * s0 - grad_sum
-    s_end = e_t[..., -1, None, None] * s0 - torch.einsum("bhs,bsho,bshi->bhoi", e[..., -1, :], deltas, inputs)
+    d_end, f_end, e_end, de_theta, e_theta = ends
+    read = torch.baddbmm(torch.bmm(x_scaled, torch.cat([w, s], -1).transpose(1, 2)), mixed, deltas, alpha=-1)
+    w_end = torch.baddbmm(d_end * w + f_end * s, (deltas * de_theta).transpose(1, 2), inputs, alpha=-1)
+    s_end = torch.baddbmm(e_end * s, (deltas * e_theta).transpose(1, 2), inputs, alpha=-1)
     return read, w_end, s_end
 
 
@@ -85,28 +73,58 @@ def titans_chunk(
 ) -> tuple[Tensor, TitansState]:
     """Same arguments and returns as ``titans_reference``."""
     w1, w2, s1, s2, b1, b2, pos = state
-    ys, start = [], 0
-    for n in _segments(q.shape[1], pos, chunk_size):
-        qc, kc, vc = (t[:, start : start + n] for t in (q, k, v))
-        ec, tc, ac = (t[:, start : start + n].transpose(1, 2) for t in (eta, theta, alpha))  # [B, H, C]
-        e_full, d_full = _products(ec), _products(1 - ac)  # [B, H, C+1, C+1]
-        e_mat, d_mat = e_full[..., 1:, 1:], d_full[..., 1:, 1:]
-        e_t, d_t = e_full[..., 1:, 0], d_full[..., 1:, 0]
-        f_t = torch.einsum("bhtj,bhj->bht", d_mat, e_t)
-        de = d_mat @ e_mat
+    B, T, H, K = q.shape
+    if T == 0:
+        return q.new_zeros(q.shape), state
+    C, front = chunk_size, pos
+    back = (-(front + T)) % C
+    # leading steps align the call with its chunk, trailing ones fill the last chunk; neither
+    # moves the memory (theta = 0) nor is read
+    q, k, v = (F.pad(t, (0, 0, 0, 0, front, back)) for t in (q, k, v))
+    eta = F.pad(eta, (0, 0, front, back), value=1.0)
+    theta, alpha = (F.pad(t, (0, 0, front, back)) for t in (theta, alpha))
+    q, k, v = (rearrange(t, "b (n c) h k -> (b h) n c k", c=C) for t in (q, k, v))
+    eta, theta, alpha = (rearrange(t, "b (n c) h -> (b h) n c", c=C) for t in (eta, theta, alpha))
+    N = q.shape[1]
+
+    # gate tables of every chunk: [B H, N, C, C] and [B H, N, C]
+    e_full, d_full = _products(eta), _products(1 - alpha)
+    e_mat, d_mat = e_full[..., 1:, 1:], d_full[..., 1:, 1:]
+    e_t, d_t = e_full[..., 1:, 0], d_full[..., 1:, 0]
+    real = torch.arange(N * C, device=q.device).view(N, C) >= front
+    f_t = (d_mat @ (e_t * real)[..., None]).squeeze(-1)  # the leading steps carry no S_0
+    de_theta = (d_mat @ e_mat) * theta[..., None, :]  # (D E)_ts theta_s
+    # the row each chunk's state is read at: its last, or the call's last token in the final chunk
+    end_row = torch.full((N,), C - 1, device=q.device)
+    end_row[-1] = (front + T - 1) % C
+    chunks = torch.arange(N, device=q.device)
+    ends = [t[:, chunks, end_row][..., None, None] for t in (d_t, f_t, e_t)]  # [B H, N, 1, 1]
+    ends += [
+        t[:, chunks, end_row][..., None] for t in (de_theta, e_mat * theta[..., None, :])
+    ]  # [B H, N, C, 1]
+    q_mixed = (q @ k.transpose(-1, -2)) * de_theta
+    q_scaled = torch.cat([q * d_t[..., None], q * f_t[..., None]], -1)  # [B H, N, C, 2K]
+
+    w1, w2, s1, s2, b1, b2 = (rearrange(t, "b h o i -> (b h) o i") for t in (w1, w2, s1, s2, b1, b2))
+    ys = []
+    for n in range(N):
+        kc, vc = k[:, n], v[:, n]
+        end = tuple(t[:, n] for t in ends)
         # the memory's forward and backward at the base weights, for every token of the chunk
-        pre = torch.einsum("bhmk,bchk->bchm", b1, kc)
+        pre = torch.bmm(kc, b1.transpose(1, 2))  # [B H, C, M]
         act = F.silu(pre)
-        delta2 = torch.einsum("bhkm,bchm->bchk", b2, act) - vc
-        delta1 = torch.einsum("bhkm,bchk->bchm", b2, delta2) * _silu_grad(pre)
-        theta_c = tc.transpose(1, 2)[..., None]  # [B, C, H, 1]
-        decay, coeff = (d_t, f_t, e_t), (de, e_mat)
-        h1, w1_new, s1_new = _layer(w1, s1, qc, kc, delta1 * theta_c, decay, coeff)
-        y, w2_new, s2_new = _layer(w2, s2, F.silu(h1), act, delta2 * theta_c, decay, coeff)
+        delta2 = torch.baddbmm(vc, act, b2.transpose(1, 2), beta=-1)  # M(k) - v: [B H, C, K]
+        gate = torch.sigmoid(pre)  # silu'(x) = sigmoid(x) + silu(x) (1 - sigmoid(x))
+        delta1 = torch.bmm(delta2, b2) * torch.addcmul(gate, act, 1 - gate)
+        h1, w1_end, s1_end = _read_and_update(w1, s1, q_scaled[:, n], q_mixed[:, n], delta1, kc, end)
+        x2 = F.silu(h1)
+        mixed = torch.bmm(x2, act.transpose(1, 2)) * de_theta[:, n]
+        x2_scaled = torch.cat([x2 * d_t[:, n, :, None], x2 * f_t[:, n, :, None]], -1)
+        y, w2_end, s2_end = _read_and_update(w2, s2, x2_scaled, mixed, delta2, act, end)
         ys.append(y)
-        w1, w2, s1, s2 = w1_new, w2_new, s1_new, s2_new
-        start, pos = start + n, pos + n
-        if pos == chunk_size:
-            b1, b2, pos = w1, w2, 0
-    y = torch.cat(ys, dim=1) if ys else q.new_zeros(q.shape)
-    return y, (w1, w2, s1, s2, b1, b2, pos)
+        w1, w2, s1, s2 = w1_end, w2_end, s1_end, s2_end
+        if n < N - 1 or (front + T) % C == 0:  # a chunk completed: its end is the next base
+            b1, b2 = w1, w2
+    y = rearrange(torch.stack(ys, 1), "(b h) n c k -> b (n c) h k", b=B)[:, front : front + T]
+    new = tuple(rearrange(t, "(b h) o i -> b h o i", b=B) for t in (w1, w2, s1, s2, b1, b2))
+    return y, (*new, (pos + T) % C)
