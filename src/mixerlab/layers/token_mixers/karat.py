@@ -27,7 +27,7 @@ from mixerlab.registry import TOKEN_MIXERS
     meta={
         "state": "2 T G K (key/value cache)",
         "time": "O(T^2 (D + H F))",
-        "memory": "O(T^2 H F)",
+        "memory": "O(T D)",
         "state_kind": "growing",
     },
 )
@@ -42,7 +42,7 @@ class KolmogorovArnoldAttention(Attention):
     the Fourier coefficients small, so at initialisation the layer is close to a causal mean.
     Everything else is :class:`Attention` (rotary, grouped-query heads, the key/value cache as
     state, ``causal=False`` with a padding mask). Packed documents run one at a time. Modes:
-    ``parallel`` (one score matrix), ``reference`` (the per-query loop).
+    ``parallel`` (score tiles, causal ones above the diagonal skipped), ``reference`` (the per-query loop).
     """
 
     name: ClassVar[str] = "karat"
