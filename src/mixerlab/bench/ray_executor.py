@@ -1,6 +1,6 @@
 """Sweeps on Ray: each run of a sweep as one Ray task (``mixerlab compare --executor ray``).
 
-The same runs as the local pool (:func:`mixerlab.bench.compare._run_safely`, one CPU and one
+The same runs as the local pool (:func:`mixerlab.bench.executors._run_safely`, one CPU and one
 torch thread each), scheduled by Ray over a cluster's CPUs: ``address`` (or ``RAY_ADDRESS``)
 joins a running cluster; without one, Ray starts a local instance with ``workers`` CPUs and
 stops it at the end. A Ray instance this process already started (``ray.init`` in a script or
@@ -27,7 +27,7 @@ def _run_task(*args: Any) -> tuple[str, dict | None, str]:
     """One run inside a Ray worker, with one torch thread as in the local pool's workers."""
     import torch
 
-    from mixerlab.bench.compare import _run_safely
+    from mixerlab.bench.executors import _run_safely
 
     torch.set_num_threads(1)
     return _run_safely(*args)
