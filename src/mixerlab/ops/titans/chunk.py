@@ -106,20 +106,29 @@ def titans_chunk(
     q_scaled = torch.cat([q * d_t[..., None], q * f_t[..., None]], -1)  # [B H, N, C, 2K]
 
     w1, w2, s1, s2, b1, b2 = (rearrange(t, "b h o i -> (b h) o i") for t in (w1, w2, s1, s2, b1, b2))
+    # one unbind per table: indexing chunk n of each would cost a full-size zero gradient per chunk
+    per_chunk = zip(
+        k.unbind(1),
+        v.unbind(1),
+        q_scaled.unbind(1),
+        q_mixed.unbind(1),
+        de_theta.unbind(1),
+        d_t.unbind(1),
+        f_t.unbind(1),
+        zip(*(t.unbind(1) for t in ends)),
+    )
     ys = []
-    for n in range(N):
-        kc, vc = k[:, n], v[:, n]
-        end = tuple(t[:, n] for t in ends)
+    for n, (kc, vc, qs, qm, dth, dn, fn, end) in enumerate(per_chunk):
         # the memory's forward and backward at the base weights, for every token of the chunk
         pre = torch.bmm(kc, b1.transpose(1, 2))  # [B H, C, M]
         act = F.silu(pre)
         delta2 = torch.baddbmm(vc, act, b2.transpose(1, 2), beta=-1)  # M(k) - v: [B H, C, K]
         gate = torch.sigmoid(pre)  # silu'(x) = sigmoid(x) + silu(x) (1 - sigmoid(x))
         delta1 = torch.bmm(delta2, b2) * torch.addcmul(gate, act, 1 - gate)
-        h1, w1_end, s1_end = _read_and_update(w1, s1, q_scaled[:, n], q_mixed[:, n], delta1, kc, end)
+        h1, w1_end, s1_end = _read_and_update(w1, s1, qs, qm, delta1, kc, end)
         x2 = F.silu(h1)
-        mixed = torch.bmm(x2, act.transpose(1, 2)) * de_theta[:, n]
-        x2_scaled = torch.cat([x2 * d_t[:, n, :, None], x2 * f_t[:, n, :, None]], -1)
+        mixed = torch.bmm(x2, act.transpose(1, 2)) * dth
+        x2_scaled = torch.cat([x2 * dn[..., None], x2 * fn[..., None]], -1)
         y, w2_end, s2_end = _read_and_update(w2, s2, x2_scaled, mixed, delta2, act, end)
         ys.append(y)
         w1, w2, s1, s2 = w1_end, w2_end, s1_end, s2_end
