@@ -23,6 +23,7 @@ from mixerlab.ops.kda.reference import kda_reference
 from mixerlab.ops.mesa.reference import mesa_reference
 from mixerlab.ops.path.reference import path_reference
 from mixerlab.ops.rwkv6.reference import rwkv6_reference
+from mixerlab.ops.rwkv7.reference import rwkv7_reference
 
 DIM, HEADS, BATCH = 32, 2, 2
 SEQ_LEN = 37  # odd, and not a multiple of any peer's chunk: the padding path runs
@@ -105,6 +106,33 @@ def test_fox_peer_is_our_layer_with_its_weights() -> None:
         # a strong forget gate, so that a gate read at the wrong position would show
         peer.inputs.g_proj.bias.fill_(-1.0)
         ours.forget_proj.bias.fill_(-1.0)
+    x = torch.randn(BATCH, SEQ_LEN, DIM, dtype=torch.float64)
+    torch.testing.assert_close(peer(x), ours(x)[0], **_F32)
+
+
+def test_kimi_peer_is_our_kda_layer_with_its_weights() -> None:
+    """transformers' Kimi Linear layer is ``kda`` at its defaults: short SiLU convolution over
+    q/k/v, low-rank per-channel decay, chunked KDA, gated RMSNorm. It computes in float32 and
+    L2-normalises with an ``eps`` inside the root, hence float32 tolerances (our projections'
+    scale keeps that ``eps`` negligible)."""
+    torch.manual_seed(0)
+    ours = create_token_mixer("kda", dim=DIM, num_heads=HEADS).double()
+    peer = _build(PEERS["kda"][1]).double()
+    with torch.no_grad():
+        for theirs, mine in zip((peer.q_proj, peer.k_proj, peer.v_proj), ours.qkv_proj.weight.chunk(3)):
+            theirs.weight.copy_(mine)
+        peer.conv1d.weight.copy_(rearrange(ours.conv.weight, "c w -> c 1 w"))
+        gate = peer.forget_gate
+        gate.f_a_proj.weight.copy_(ours.f_down.weight)
+        gate.f_b_proj.weight.copy_(ours.f_up.weight)
+        gate.dt_bias.copy_(ours.dt_bias)
+        gate.A_log.copy_(rearrange(ours.A_log, "h -> 1 1 h 1"))
+        peer.b_proj.weight.copy_(ours.b_proj.weight)
+        peer.g_a_proj.weight.copy_(ours.g_down.weight)
+        peer.g_b_proj.weight.copy_(ours.g_up.weight)
+        ours.norm_weight.uniform_(0.5, 1.5)  # not all ones, so a norm without its gain would show
+        peer.o_norm.weight.copy_(ours.norm_weight)
+        peer.o_proj.weight.copy_(ours.o_proj.weight)
     x = torch.randn(BATCH, SEQ_LEN, DIM, dtype=torch.float64)
     torch.testing.assert_close(peer(x), ours(x)[0], **_F32)
 
@@ -234,3 +262,17 @@ def test_deltaformer_peer_scores_its_correction_with_queries() -> None:
         peer.qkv.weight.copy_(tied)
         ours.qkv_proj.weight.copy_(tied)
     torch.testing.assert_close(peer(x), ours(x)[0], **_F32)
+
+
+def test_rwkv7_peer_op_is_ours() -> None:
+    torch.manual_seed(0)
+    seq_len = 32  # fla's chunked form takes whole chunks of 32
+    r, k, v = _rand(B, seq_len, H, K), _rand(B, seq_len, H, K), _rand(B, seq_len, H, K)
+    kappa, a = _unit(B, seq_len, H, K), torch.rand(B, seq_len, H, K, dtype=torch.float64)
+    log_w = -0.6065 * torch.sigmoid(_rand(B, seq_len, H, K))
+    fla = _fla_op("generalized_delta_rule/dplr", "dplr_chunkwise")
+    # fla casts only some inputs to float32, so all go in as float32; it scales r by K^-1/2
+    heads_first = [rearrange(t, "b t h k -> b h t k").float() for t in (r, k, v, -kappa, a * kappa, log_w)]
+    theirs, _ = fla(*heads_first)
+    ours, _ = rwkv7_reference(r, log_w, k, v, kappa, a, scale=K**-0.5)
+    torch.testing.assert_close(rearrange(theirs, "b h t v -> b t h v").double(), ours, **_F32)

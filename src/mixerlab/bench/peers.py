@@ -5,9 +5,13 @@ size (``[B, T, D] -> [B, T, D]``), so that the ratio compares like with like. Pe
 packages that run on a CPU without GPU compilers: torch itself, Hugging Face ``transformers``
 (its pure-PyTorch Mamba/Mamba2 paths), and the reference files of ``flash-linear-attention``
 (``fla``), which import without Triton only when loaded by file path (``fla.ops`` itself imports
-every Triton kernel). A peer whose package is missing raises ``ImportError`` and is reported as
-not installed. ``kind`` says whether the peer is a per-step Python loop ("loop"), a chunked form
-("chunked"), a quadratic form ("parallel") or a fused kernel ("fused").
+every Triton kernel). An fla reference is wrapped by :class:`_FlaLayer` (q, k, v and output
+projections) with one :class:`_OpInputs` per op family, which owns the projections of what the op
+takes beyond q, k, v (gates, decays, slots, Householder directions, ...). A peer whose package is
+missing raises ``ImportError`` and is reported as not installed. ``kind`` says whether the peer is
+a per-step Python loop ("loop"), a chunked form ("chunked"), a quadratic form ("parallel") or a
+fused kernel ("fused"); ``tests/bench/test_peers.py`` checks which peers compute exactly our
+operator.
 """
 
 from __future__ import annotations
@@ -81,7 +85,8 @@ def _fla_file(subpackage: str, filename: str = "naive") -> ModuleType:
     except importlib.metadata.PackageNotFoundError as exc:
         raise ImportError("flash-linear-attention is not installed") from exc
     path = dist.locate_file(f"fla/ops/{subpackage}/{filename}.py")
-    spec = importlib.util.spec_from_file_location(f"_mixerlab_peer_fla_{subpackage}_{filename}", str(path))
+    name = f"_mixerlab_peer_fla_{subpackage}_{filename}".replace("/", "_")
+    spec = importlib.util.spec_from_file_location(name, str(path))
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
@@ -280,6 +285,24 @@ class _RWKV6Inputs(_OpInputs):
     def forward(self, x, q, k, v):
         w = -torch.exp(_heads(self.w_proj(x), self.num_heads))
         return q, k, v, {"w": w, "u": self.bonus}
+
+
+class _RWKV7Inputs(_OpInputs):
+    """RWKV-7 as fla's diagonal-plus-low-rank (DPLR) delta rule: removal key ``kappa = L2norm(k)``,
+    in-context learning rate ``a = sigmoid(.)`` per channel, the transition
+    ``diag(w) - kappa (a * kappa)^T`` (fla's ``alpha = -kappa``, ``beta = a * kappa``) and the decay
+    ``log w = -0.6065 sigmoid(.)`` (RWKV-7's range, ``w`` in ``(0.545, 1)``)."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__(dim, num_heads)
+        self.a_proj = nn.Linear(dim, dim, bias=True)
+        self.w_proj = nn.Linear(dim, dim, bias=True)
+
+    def forward(self, x, q, k, v):
+        kappa = F.normalize(k, dim=-1)
+        a = torch.sigmoid(_heads(self.a_proj(x), self.num_heads))
+        log_w = -0.6065 * torch.sigmoid(_heads(self.w_proj(x), self.num_heads))
+        return q, k, v, {"alpha": -kappa, "beta": a * kappa, "gk": log_w}
 
 
 class _TTTLinearInputs(_OpInputs):
@@ -574,6 +597,21 @@ PEERS: dict[str, list[Peer]] = {
                 filename="recurrent_naive",
                 layout="bhtd",
                 scale=1.0,
+            ),
+            _plain_call,
+        )
+    ],
+    "rwkv7": [
+        Peer(
+            "fla dplr_chunkwise",
+            "chunked",
+            _fla(
+                "generalized_delta_rule/dplr",
+                "dplr_chunkwise",
+                _RWKV7Inputs,
+                layout="bhtd",
+                multiple=32,
+                output_final_state=False,
             ),
             _plain_call,
         )
