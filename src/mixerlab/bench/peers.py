@@ -409,7 +409,7 @@ class _LogLinearMamba2Layer(nn.Module):
     ) -> None:
         super().__init__()
         inner = expand * dim
-        self.h, self.levels, self.state_dim = inner // head_dim, num_levels, state_dim
+        self.h = inner // head_dim
         self.op = _fla_file("log_linear_attn").naive_log_linear_attn
         self.x_proj = nn.Linear(dim, inner, bias=False)
         self.bc_proj = nn.Linear(dim, 2 * state_dim, bias=False)
