@@ -743,6 +743,8 @@ PEERS: dict[str, list[Peer]] = {
                 v_head_dim=lambda d, h: d // h,
             ),
             _plain_call,
+            # the defaults: named so that ours is timed right after the peer (see ``fox``)
+            same_settings={"bias": False},
         )
     ],
 }
