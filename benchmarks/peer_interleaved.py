@@ -21,6 +21,7 @@ import torch
 
 import mixerlab
 from mixerlab.bench.peers import peers_for
+from mixerlab.registry import TOKEN_MIXERS
 
 
 def step_seconds(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> float:
@@ -51,7 +52,9 @@ def main() -> None:
         for peer in peers_for(name):
             torch.manual_seed(0)
             settings = peer.same_settings if args.same else {}
-            ours = mixerlab.create_token_mixer(name, dim=args.dim, num_heads=args.num_heads, **settings)
+            if "num_heads" in TOKEN_MIXERS.entry(name).parameters():
+                settings = {"num_heads": args.num_heads, **settings}
+            ours = mixerlab.create_token_mixer(name, dim=args.dim, **settings)
             module = peer.build(args.dim, args.num_heads)
             for seq_len in (int(n) for n in args.lengths.split(",")):
                 x = torch.randn(args.batch_size, seq_len, args.dim)
