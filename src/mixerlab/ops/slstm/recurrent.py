@@ -160,5 +160,7 @@ def slstm_sequential(wx: Tensor, R: Tensor, *, state: SLSTMState | None = None) 
         state = tuple(wx.new_zeros(B, H, Dh) for _ in range(4))
     if T == 0:
         return wx.new_zeros(B, 0, H, Dh), tuple(state)
-    y, *final = _SLSTMLoop.apply(wx, R, *state)
+    # one dtype inside the loop (under autocast ``wx`` comes out of a projection in bf16 while ``R``
+    # stays float32); autograd casts the gradients back
+    y, *final = _SLSTMLoop.apply(wx, R.to(wx.dtype), *(s.to(wx.dtype) for s in state))
     return y, tuple(final)

@@ -129,4 +129,4 @@ def srwm_recurrent(x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
     """
     if x.shape[1] == 0:
         return x.new_zeros(x.shape), weight
-    return _SRWMLoop.apply(x, weight)
+    return _SRWMLoop.apply(x, weight.to(x.dtype))  # one dtype inside the loop, as under autocast
