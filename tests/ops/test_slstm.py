@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from mixerlab.bench.op_count import ops_per_step
 from mixerlab.ops.slstm import slstm_recurrent, slstm_reference, slstm_sequential
 
 B, T, H, D = 2, 21, 3, 4
@@ -60,3 +61,66 @@ def test_reference_equals_the_unstabilised_equations():
         h = torch.sigmoid(o) * c / n
         outs.append(h)
     _close(y, torch.stack(outs, 1), "outputs vs raw equations")
+
+
+def _random_state(seed: int):
+    """A state the loop could have reached: the reference run over a few random steps."""
+    _, state = slstm_reference(*_inputs(seed=seed, T=4))
+    return tuple(s.clone().requires_grad_() for s in state)
+
+
+def test_fused_loop_gradients_of_every_input_and_the_final_state():
+    """Outputs and every final state enter the loss, so the hand-written backward's paths through
+    ``c, n, m`` (the stabiliser included) and into the initial state are all checked."""
+    wx, R = (t.requires_grad_() for t in _inputs(seed=2))
+    state = _random_state(seed=3)
+    y_ref, s_ref = slstm_reference(wx, R, state=state)
+    y, s = slstm_sequential(wx, R, state=state)
+    g = torch.Generator().manual_seed(4)
+    weights = [torch.randn(t.shape, generator=g, dtype=t.dtype) for t in (y, *s)]
+
+    def loss(outs):
+        return sum((o * w).sum() for o, w in zip(outs, weights))
+
+    inputs = (wx, R, *state)
+    grads = torch.autograd.grad(loss((y, *s)), inputs)
+    grads_ref = torch.autograd.grad(loss((y_ref, *s_ref)), inputs)
+    for a, b, name in zip(grads, grads_ref, ["wx", "R", "c0", "n0", "m0", "h0"]):
+        _close(a, b, f"d{name}")
+
+
+def test_fused_loop_one_token_and_split_sequence_match_one_call():
+    wx, R = _inputs(seed=5)
+    y_ref, s_ref = slstm_reference(wx, R)
+    y1, state = slstm_sequential(wx[:, :1], R)  # T = 1 from the empty state
+    y2, state = slstm_sequential(wx[:, 1:9], R, state=state)
+    ys = [y1, y2]
+    for t in range(9, T):  # decoding, one token per call
+        y_t, state = slstm_sequential(wx[:, t : t + 1], R, state=state)
+        ys.append(y_t)
+    _close(torch.cat(ys, 1), y_ref, "outputs")
+    for a, b, key in zip(state, s_ref, "cnmh"):
+        _close(a, b, f"state {key}")
+    y0, s0 = slstm_sequential(wx[:, :0], R, state=state)
+    assert y0.shape == (B, 0, H, D) and all(a is b for a, b in zip(s0, state))
+
+
+def test_fused_loop_ops_per_step():
+    """Structure, not time: a forward step is one batched matmul for all heads and gates plus 12
+    pointwise ops (the autograd loop dispatched 19), a backward step one batched matmul plus 17
+    (autograd's per-step graph dispatched 44)."""
+    wx, R = _inputs()
+
+    def forward(T_: int):
+        with torch.no_grad():
+            slstm_sequential(wx[:, :T_], R)
+
+    def forward_backward(T_: int):
+        w = wx[:, :T_].detach().requires_grad_()
+        y, _ = slstm_sequential(w, R)
+        y.sum().backward()
+
+    fwd = ops_per_step(forward)
+    assert fwd.kernels <= 13 and fwd.by_name["baddbmm"] == 1 and "bmm" not in fwd.by_name, fwd
+    both = ops_per_step(forward_backward)
+    assert both.kernels <= 13 + 18 and both.by_name["baddbmm"] == 2, both

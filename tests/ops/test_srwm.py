@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from mixerlab.bench.op_count import ops_per_step
 from mixerlab.ops.srwm import srwm_recurrent, srwm_reference, srwm_step
 
 B, T, H, K = 2, 11, 2, 4
@@ -42,3 +43,38 @@ def test_one_update_moves_the_key_readout_toward_the_query_readout():
     v_bar = torch.einsum("bhrk,bhk->bhr", W, phi_k)
     moved = torch.einsum("bhrk,bhk->bhr", W_new, phi_k) - v_bar
     torch.testing.assert_close(moved, lr * (v - v_bar) * phi_k.square().sum(-1, keepdim=True))
+
+
+def test_fused_loop_one_token_and_split_sequence_match_one_call():
+    x, W = make_inputs(seed=2)
+    y_ref, W_ref = srwm_reference(x, W)
+    y1, W1 = srwm_recurrent(x[:, :1], W)  # T = 1
+    y2, W2 = srwm_recurrent(x[:, 1:6], W1)
+    ys = [y1, y2]
+    for t in range(6, T):  # decoding, one token per call
+        y_t, W2 = srwm_recurrent(x[:, t : t + 1], W2)
+        ys.append(y_t)
+    torch.testing.assert_close(torch.cat(ys, 1), y_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(W2, W_ref, rtol=1e-10, atol=1e-12)
+    y0, W0 = srwm_recurrent(x[:, :0], W2)
+    assert y0.shape == (B, 0, H, K) and W0 is W2
+
+
+def test_fused_loop_ops_per_step():
+    """Structure, not time: a forward step is 8 ops (3 batched matmuls; the old loop dispatched
+    14), a backward step 12 (the old loop's autograd graph dispatched 27)."""
+    x, W = make_inputs()
+
+    def forward(T_: int):
+        with torch.no_grad():
+            srwm_recurrent(x[:, :T_], W)
+
+    def forward_backward(T_: int):
+        w = W.detach().requires_grad_()
+        y, W_new = srwm_recurrent(x[:, :T_], w)
+        (y.sum() + W_new.sum()).backward()
+
+    fwd = ops_per_step(forward, lengths=(4, 10))
+    assert fwd.kernels <= 8 and fwd.by_name["bmm"] + fwd.by_name["baddbmm"] == 3, fwd
+    both = ops_per_step(forward_backward, lengths=(4, 10))
+    assert both.kernels <= 8 + 12, both

@@ -66,3 +66,19 @@ def test_slstm_output_depends_on_recurrent_weights():
     y0, _ = mixer(x)
     torch.testing.assert_close(y[:, :1], y0[:, :1])  # first step sees h_0 = 0 either way
     assert not torch.allclose(y[:, 1:], y0[:, 1:])
+
+
+@pytest.mark.parametrize("name", ["slstm", "srwm"])
+def test_fused_step_loops_train_under_bf16_autocast(name):
+    """Under autocast the gate inputs come out of the projections in bf16 while the recurrent
+    weights stay float32: the hand-written backwards still give every parameter a finite gradient
+    in its own dtype."""
+    torch.manual_seed(0)
+    mixer = mixerlab.create_token_mixer(name, dim=16, num_heads=2)
+    x = torch.randn(2, 9, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, _ = mixer(x)
+    y.float().square().mean().backward()
+    assert torch.isfinite(y.float()).all()
+    for pname, p in mixer.named_parameters():
+        assert p.grad is not None and p.grad.dtype == p.dtype and torch.isfinite(p.grad).all(), pname

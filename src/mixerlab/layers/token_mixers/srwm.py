@@ -44,7 +44,9 @@ class SelfReferentialWeightMatrix(TokenMixer):
 
     No parallel form: the update is nonlinear in ``W`` (queries, keys and learning rates come
     from ``W`` and pass through softmax and sigmoid), so the fast mode ``"recurrent"`` is a step
-    loop over tokens, vectorised over batch and heads; the paper trains it sequentially too.
+    loop over tokens, vectorised over batch and heads, with preallocated buffers and a
+    hand-written backward (:func:`mixerlab.ops.srwm.srwm_recurrent`); the paper trains it
+    sequentially too.
     """
 
     modes = ("recurrent", "reference")

@@ -173,8 +173,9 @@ class SLSTM(TokenMixer):
 
     The recurrent connections make the sLSTM inherently sequential (the paper trains it with a
     fused step loop), so the default ``"recurrent"`` mode computes the input projections for all
-    tokens at once and loops over steps with one batched matmul per step; ``"reference"`` loops
-    over heads and steps separately.
+    tokens at once and runs a fused step loop (one batched matmul for all heads and gates per step,
+    preallocated buffers, a hand-written backward; :func:`mixerlab.ops.slstm.slstm_sequential`);
+    ``"reference"`` loops over heads and steps separately.
     """
 
     modes = ("recurrent", "reference")
