@@ -64,11 +64,13 @@ class Mamba(TokenMixer):
     64: 1.15-1.17x the throughput of 256 at D=256, L=4096 on a 2-core CPU in two interleaved
     sweeps (``benchmarks/chunk_sizes.py``), and smaller chunks hold less memory; see
     :mod:`mixerlab.ops.selective_scan.scan`), ``"parallel"`` (no loop over time: blocked levels and
-    a log-depth top, a number of operators that hardly grows with T, for GPUs; memory
-    ``O(T E N)``, ``chunk_size`` unused; see :mod:`mixerlab.ops.selective_scan.parallel`) and
-    ``"reference"`` (per-token loop). A one-token
+    a log-depth top, so the number of dispatched operators hardly grows with T, which is what a
+    GPU needs; memory ``O(T E N)``, ``chunk_size`` unused; see
+    :mod:`mixerlab.ops.selective_scan.parallel`) and ``"reference"`` (per-token loop). ``"scan"``
+    stays the default because it is the faster one on a CPU, where its chunks stay in cache
+    (``benchmarks/mamba_chunk.py``); on a GPU choose ``"parallel"``. A one-token
     call takes the recurrent step. State: ``{"conv": [B, W-1, E], "ssm": [B, E, N]}``.
-    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): the scan mode runs as gated linear attention
+    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): both fast modes run as gated linear attention
     on fla's ``chunk_gla`` (one head per channel) for CUDA inputs when installed, except with
     negative eigenvalues (see :mod:`mixerlab.ops.backends`).
     """

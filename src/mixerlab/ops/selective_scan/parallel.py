@@ -5,21 +5,26 @@ recurrence as :mod:`.reference`, ``h_t = a_t h_{t-1} + w_t`` per channel ``e`` a
 ``a_t = exp(dt_t A)`` (or ``2 exp(dt_t A) - 1``, arXiv:2411.12537) and ``w_t = dt_t x_t B_t``.
 
 :mod:`.scan` runs a Python loop over blocks of 8 tokens inside a loop over chunks: cheap on a CPU,
-but on a GPU each iteration is a few tiny kernel launches, and launches, not arithmetic, set the
-time. Here the number of dispatched operators does not depend on ``T`` except through a
-``log2(T / 64)`` term (measured by ``tests/ops/test_selective_scan_parallel.py``):
+but on a GPU each iteration is a few tiny kernel launches, and launches rather than arithmetic
+are then the likely cost. Here the number of dispatched operators depends on ``T`` only through a
+``log2(T / 64)`` term (checked by ``tests/ops/test_selective_scan_parallel.py``):
 
 1. **Level 1**, blocks of ``c = block_size`` tokens, all at once: with ``L_t`` the within-block
    cumulative ``log |a|`` and ``m = L_last / 2``, the state started from zero is
-   ``local_t = exp(L_t - m) * cumsum_s(exp(m - L_s) w_s)`` (two ``[c, c]`` triangle matmuls);
-   each exponent lies in ``[-|L_last| / 2, |L_last| / 2]``.
+   ``local_t = grow_t * cumsum_s(w_s / grow_s)`` with ``grow_t = exp(L_t - m)`` (two ``[c, c]``
+   triangle matmuls); each exponent lies in ``[-|L_last| / 2, |L_last| / 2]``, so ``grow`` is a
+   normal floating-point number and the division is exact to rounding.
 2. **Level 2**: the block summaries ``h_end[k] = P[k] h_end[k-1] + local_last[k]`` (``P[k]`` the
    block's product of transitions) are the same recurrence ``c`` times shorter, solved by the same
    blocked step (``levels`` times in all).
 3. **Top**: the remaining ``K = T / c^levels`` summaries by Hillis-Steele doubling,
    ``h_k += A_k h_{k-d}; A_k *= A_{k-d}`` for ``d = 1, 2, 4, ...`` (``ceil(log2 K)`` rounds on
    ``[B, K, E N]``; only products of transitions, never a division, so nothing can overflow).
-4. Going back down, ``h_t = exp(L_t - m) (acc_t + exp(m) h_start)`` per level.
+4. Going back down, ``h_t = grow_t (acc_t + exp(m) h_start)`` per level.
+
+Unlike Mamba-2's SSD (:mod:`mixerlab.ops.ssd`), whose decay is one scalar per head, Mamba's decay
+differs per ``(e, n)``, so a quadratic intra-chunk form would hold a ``[c, c, E, N]`` decay per
+chunk (``T c E N`` numbers); the state form above holds ``T E N``.
 
 Bounds: ``log |a|`` is floored per step (and per block summary) at ``log_floor`` (-20 in float32,
 -45 in float64), as in :mod:`.scan`: a transition below ``exp(-20)`` already erases the previous
@@ -29,9 +34,11 @@ state below float32 resolution. With the floor every exponent of a level stays b
 
 Backward (hand-written, :class:`SelectiveScanParallel`): the forward keeps only its inputs; the
 backward recomputes the states and runs the adjoint ``g_t = u_t + a_{t+1} g_{t+1}``
-(``u_t = dy_t C_t``) as the same scan over reversed time, then ``dw = g`` and
-``da_t = g_t h_{t-1}``. Cost: memory ``O(T E N)`` (a few ``[B, T, E, N]`` tensors at once, no
-chunking), against :mod:`.scan`'s ``O(chunk E N)``; the choice is a layer mode.
+(``u_t = dy_t C_t``) as the same scan run from the end (upper triangles, doubling to the left),
+then ``dw = g`` and ``da_t = g_t h_{t-1}``. Cost: memory ``O(T E N)`` (a few ``[B, T, E, N]``
+tensors at once, no chunking) against :mod:`.scan`'s ``O(chunk E N)``; on a CPU that streams
+through memory and is slower than :mod:`.scan`, whose chunks stay in cache. The choice is the
+``mamba`` layer's mode.
 
 Shapes: ``x, dt: [B, T, E]``; ``A: [E, N]``; ``B, C: [B, T, N]``; ``state: [B, E, N]``; inside,
 the state lanes are flattened, ``[B, T, F]`` with ``F = E N``, and blocked as ``[B, K, c, F]``.
