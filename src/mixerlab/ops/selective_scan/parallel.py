@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from mixerlab.ops.precision import wide_dtype
 from mixerlab.ops.selective_scan.reference import transition
@@ -167,6 +168,7 @@ class SelectiveScanParallel(torch.autograd.Function):
         return y, states[:, -1].clone()
 
     @staticmethod
+    @once_differentiable  # the backward updates its own buffers in place: no double backward
     def backward(ctx, dy: Tensor, dh: Tensor):
         x, dt, A, B, C, h0 = ctx.saved_tensors
         negative, c, levels = ctx.options
