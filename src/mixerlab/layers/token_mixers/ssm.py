@@ -19,6 +19,7 @@ from mixerlab.layers.token_mixers.base import State, TokenMixer
 from mixerlab.ops.backends.fla import check_backend, selective_scan_fla, use_fla
 from mixerlab.ops.selective_scan import (
     selective_scan_chunk,
+    selective_scan_parallel,
     selective_scan_recurrent,
     selective_scan_reference,
 )
@@ -62,14 +63,19 @@ class Mamba(TokenMixer):
     to keep memory linear in T with a small constant; default
     64: 1.15-1.17x the throughput of 256 at D=256, L=4096 on a 2-core CPU in two interleaved
     sweeps (``benchmarks/chunk_sizes.py``), and smaller chunks hold less memory; see
-    :mod:`mixerlab.ops.selective_scan.scan`) and ``"reference"`` (per-token loop). A one-token
+    :mod:`mixerlab.ops.selective_scan.scan`), ``"parallel"`` (no loop over time: blocked levels and
+    a log-depth top, so the number of dispatched operators hardly grows with T, which is what a
+    GPU needs; memory ``O(T E N)``, ``chunk_size`` unused; see
+    :mod:`mixerlab.ops.selective_scan.parallel`) and ``"reference"`` (per-token loop). ``"scan"``
+    stays the default because it is the faster one on a CPU, where its chunks stay in cache
+    (``benchmarks/mamba_chunk.py``); on a GPU choose ``"parallel"``. A one-token
     call takes the recurrent step. State: ``{"conv": [B, W-1, E], "ssm": [B, E, N]}``.
-    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): the scan mode runs as gated linear attention
+    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): both fast modes run as gated linear attention
     on fla's ``chunk_gla`` (one head per channel) for CUDA inputs when installed, except with
     negative eigenvalues (see :mod:`mixerlab.ops.backends`).
     """
 
-    modes = ("scan", "reference")
+    modes = ("scan", "parallel", "reference")
 
     def __init__(
         self,
@@ -166,6 +172,8 @@ class Mamba(TokenMixer):
             y, ssm_state = selective_scan_fla(xs, dt, A, B, C, state=kwargs["state"])
         elif step:
             y, ssm_state = selective_scan_recurrent(xs, dt, A, B, C, **kwargs)
+        elif self.mode == "parallel":
+            y, ssm_state = selective_scan_parallel(xs, dt, A, B, C, **kwargs)
         else:
             y, ssm_state = selective_scan_chunk(xs, dt, A, B, C, chunk_size=self.chunk_size, **kwargs)
         y = (y + self.D * xs) * F.silu(z)

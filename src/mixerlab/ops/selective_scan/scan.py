@@ -61,6 +61,16 @@ _MAX_EXPONENT = {torch.float64: 700.0}
 _DEFAULT_MAX_EXPONENT = 80.0
 
 
+def log_floor(dtype: torch.dtype) -> float:
+    """The per-step floor of ``log |a|`` in ``dtype``."""
+    return LOG_FLOOR.get(dtype, _DEFAULT_FLOOR)
+
+
+def max_block_size(dtype: torch.dtype) -> int:
+    """The largest block whose exponents stay below ``_MAX_EXPONENT`` with steps at the floor."""
+    return int(_MAX_EXPONENT.get(dtype, _DEFAULT_MAX_EXPONENT) // (-log_floor(dtype) / 2))
+
+
 def _block_cumsum(tril: Tensor, v: Tensor) -> Tensor:
     """Cumulative sum over dim 2 of ``v: [B, K, c, E, N]`` given ``tril = ones(c, c).tril()``."""
     return torch.matmul(tril, v.flatten(3)).view_as(v)
@@ -156,8 +166,8 @@ def selective_scan_chunk(
     if work != x.dtype:
         x, dt, A, B, C = (t.to(work) for t in (x, dt, A, B, C))
         state = None if state is None else state.to(work)
-    floor = LOG_FLOOR.get(x.dtype, _DEFAULT_FLOOR)
-    largest = int(_MAX_EXPONENT.get(x.dtype, _DEFAULT_MAX_EXPONENT) // (-floor / 2))
+    floor = log_floor(x.dtype)
+    largest = max_block_size(x.dtype)
     if not 1 <= block_size <= largest:
         raise ValueError(f"block_size={block_size} is not allowed for {x.dtype}; expected 1..{largest}")
     T = x.shape[1]
