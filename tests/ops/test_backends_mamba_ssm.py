@@ -98,7 +98,7 @@ def _load_references() -> dict[str, object] | None:
 
 
 REFS = _load_references()
-needs_refs = pytest.mark.skipif(REFS is None, reason="mamba-ssm and causal-conv1d are not installed")
+needs_refs = pytest.mark.skipif(REFS is None, reason="needs both mamba-ssm and causal-conv1d installed")
 TOL32 = {"rtol": 2e-4, "atol": 2e-5}  # selective_scan_ref computes in float32
 TOL64 = {"rtol": 1e-9, "atol": 1e-10}
 B, T = 2, 19
@@ -363,6 +363,12 @@ def test_mamba_with_negative_eigenvalues_refuses_mamba_ssm():
         mixerlab.create_token_mixer("mamba", dim=16, allow_negative_eigenvalues=True, backend="mamba_ssm")
 
 
+@needs_refs
+def test_mamba_with_a_state_wider_than_the_kernel_takes_refuses_mamba_ssm():
+    with pytest.raises(ConfigError, match=r"state_dim <= 256"):
+        mixerlab.create_token_mixer("mamba", dim=16, state_dim=257, backend="mamba_ssm")
+
+
 @pytest.mark.skipif(backend.mamba_ssm_available(), reason="mamba-ssm is installed")
 def test_mamba_ssm_demanded_without_the_package_is_a_clear_error():
     with pytest.raises(ConfigError, match=r"backend='mamba_ssm'.*not installed"):
@@ -374,12 +380,7 @@ def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return ((actual - expected).norm() / expected.norm().clamp_min(1e-30)).item()
 
 
-def _kernels_import() -> bool:
-    return (
-        torch.cuda.is_available()
-        and backend.mamba_ssm_available()
-        and backend._load("selective_scan_fn")[1] is None
-    )
+KERNEL = {"mamba": "selective_scan_fn", "mamba2": "mamba_chunk_scan_combined"}
 
 
 @pytest.mark.skipif(
@@ -394,8 +395,9 @@ def test_mamba_ssm_kernels_match_the_reference_on_cuda(name, monkeypatch):
     relative (norm) errors: Triton's float32 matmuls may round through TF32."""
     import copy
 
-    if not _kernels_import():
-        pytest.skip(f"mamba-ssm does not import here: {backend._load('selective_scan_fn')[1]}")
+    error = backend._load(KERNEL[name])[1]
+    if error is not None:
+        pytest.skip(f"mamba-ssm's {KERNEL[name]} does not import here: {error}")
     torch.manual_seed(0)
     kwargs = {"dim": 64, "state_dim": 16} if name == "mamba" else {"dim": 64, "head_dim": 32, "state_dim": 16}
     ref = mixerlab.create_token_mixer(name, **kwargs).double()
@@ -415,7 +417,7 @@ def test_mamba_ssm_kernels_match_the_reference_on_cuda(name, monkeypatch):
         y1, s1 = fast(x_fast[:, :300])
         y2, s_fast = fast(x_fast[:, 300:], state=s1)
         y_fast = torch.cat([y1, y2], dim=1)
-    assert "selective_scan_fn" in calls or "mamba_chunk_scan_combined" in calls
+    assert KERNEL[name] in calls
     assert _relative_error(y_fast, y_ref) < 1e-2
     for key in s_ref:
         assert _relative_error(s_fast[key], s_ref[key]) < 1e-2, key

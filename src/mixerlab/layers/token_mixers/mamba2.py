@@ -123,7 +123,9 @@ class Mamba2(TokenMixer):
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
     ) -> tuple[Tensor, State]:
         self._check_input(x, mask)
-        kernels = self.mode != "reference" and use_mamba_ssm("mamba2", self.backend, x)
+        kernels = self.mode != "reference" and use_mamba_ssm(
+            "mamba2", self.backend, x, "mamba_chunk_scan_combined"
+        )
         conv = short_conv_mamba_ssm if kernels else None
         z, xs, dt, A, B_, C_, conv_state = mamba2_inputs(
             self, x, None if state is None else state["conv"], conv=conv

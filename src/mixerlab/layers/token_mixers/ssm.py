@@ -18,6 +18,7 @@ from mixerlab.layers.short_conv import ShortConv, load_legacy_conv_keys
 from mixerlab.layers.token_mixers.base import State, TokenMixer
 from mixerlab.ops.backends.fla import selective_scan_fla, use_fla
 from mixerlab.ops.backends.mamba_ssm import (
+    MAX_STATE_DIM,
     check_backend,
     fla_backend,
     selective_scan_mamba_ssm,
@@ -122,6 +123,13 @@ class Mamba(TokenMixer):
             backend,
             f"{backend}'s kernels have no negative eigenvalues (2 exp(dt A) - 1); use 'auto' or 'torch'",
         )
+        check(
+            not (backend == "mamba_ssm" and state_dim > MAX_STATE_DIM),
+            name,
+            "backend",
+            backend,
+            f"mamba-ssm's selective_scan_fn takes state_dim <= {MAX_STATE_DIM} (got {state_dim})",
+        )
         E, N = expand * dim, state_dim
         self.dim, self.inner_dim, self.state_dim, self.dt_rank = dim, E, N, dt_rank
         self.conv_size, self.chunk_size = conv_size, chunk_size
@@ -159,7 +167,7 @@ class Mamba(TokenMixer):
         self._check_input(x, mask)
         reference = self.mode == "reference"
         step = not reference and x.shape[1] == 1
-        kernels = not reference and not self.allow_negative_eigenvalues
+        kernels = not reference and not self.allow_negative_eigenvalues and self.state_dim <= MAX_STATE_DIM
         kernels = kernels and use_mamba_ssm("mamba", self.backend, x)
         xs, z = self.in_proj(x).chunk(2, dim=-1)  # [B, T, E] each
         conv_state = None if state is None else state["conv"]

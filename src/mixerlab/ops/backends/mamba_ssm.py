@@ -5,22 +5,22 @@ Spaces" (arXiv:2312.00752) and "Transformers are SSMs" (Mamba-2, arXiv:2405.2106
 arguments below; each function here takes mixerlab's op arguments in mixerlab's conventions and
 returns what mixerlab's op returns, so a layer swaps one call for the other:
 
-=========================  =================================  ====================================
-mixerlab op                kernel                             conventions mapped
-=========================  =================================  ====================================
-selective scan (``mamba``)  ``selective_scan_fn``              channels first: ``x, dt, z: [B, E, T]``,
-                                                              ``B, C: [B, N, T]``; ``A: [E, N]`` and
-                                                              ``D: [E]`` in float32; ``D x`` and the
-                                                              ``SiLU(z)`` gate fused; no initial state
-SSD (``mamba2``)           ``mamba_chunk_scan_combined``      ``x: [B, T, H, P]`` and the state
-                                                              ``[B, H, P, N]`` as is; one group:
-                                                              ``B, C: [B, T, 1, N]``; ``dt`` already
-                                                              soft-plussed, so no ``dt_bias``
-short causal conv          ``causal_conv1d_fn``               ``[B, C, T]`` as a channel-last view of
-(both)                     (package causal-conv1d)            ``[B, T, C]``; weight ``[C, W]`` with the
-                                                              same tap order (``weight[:, -1]`` on the
-                                                              current token); state ``[B, C, W-1]``
-=========================  =================================  ====================================
+===========================  ============================  =======================================
+mixerlab op                  kernel                        conventions mapped
+===========================  ============================  =======================================
+selective scan (``mamba``)   ``selective_scan_fn``         channels first: ``x, dt, z: [B, E, T]``,
+                                                           ``B, C: [B, N, T]``; ``A: [E, N]`` and
+                                                           ``D: [E]`` in float32; ``D x`` and the
+                                                           ``SiLU(z)`` gate fused; no initial state
+SSD (``mamba2``)             ``mamba_chunk_scan_combined`` ``x: [B, T, H, P]`` and the state
+                                                           ``[B, H, P, N]`` as is; one group:
+                                                           ``B, C: [B, T, 1, N]``; ``dt`` already
+                                                           soft-plussed, so no ``dt_bias``
+short causal conv (both)     ``causal_conv1d_fn``          ``[B, C, T]`` as a channel-last view of
+                             (package causal-conv1d)       ``[B, T, C]``; weight ``[C, W]`` in the
+                                                           same tap order (``weight[:, -1]`` on the
+                                                           current token); state ``[B, C, W-1]``
+===========================  ============================  =======================================
 
 Both mixerlab and the kernels compute ``h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t``, ``y_t = C_t
 h_t`` (the simplified zero-order hold), so no parameter is rescaled. What a kernel cannot take goes
@@ -114,8 +114,8 @@ def fla_backend(backend: str) -> str:
     return "torch" if backend == "mamba_ssm" else backend
 
 
-def use_mamba_ssm(owner: str, backend: str, x: Tensor) -> bool:
-    """Whether this call of ``owner``'s fast mode runs on mamba-ssm's kernels, for the input ``x``.
+def use_mamba_ssm(owner: str, backend: str, x: Tensor, kernel: str = "selective_scan_fn") -> bool:
+    """Whether this call of ``owner``'s fast mode runs on mamba-ssm's ``kernel``, for the input ``x``.
 
     ``"mamba_ssm"`` with an input the kernels cannot take (not on CUDA, or float64), or with a
     package that does not import, is an error naming the field; ``"auto"`` quietly takes the next
@@ -133,14 +133,14 @@ def use_mamba_ssm(owner: str, backend: str, x: Tensor) -> bool:
             f"mamba-ssm's kernels need a CUDA input in {[str(d) for d in KERNEL_DTYPES]}; got "
             f"{x.device.type} {x.dtype} (use 'auto' to fall back)",
         )
-        error = _load("selective_scan_fn")[1]
+        error = _load(kernel)[1]
         check(
             error is None, owner, "backend", backend, f"mamba-ssm is installed but does not import ({error})"
         )
         return True
     if not fits or not mamba_ssm_available():
         return False
-    error = _load("selective_scan_fn")[1]
+    error = _load(kernel)[1]
     if error is not None:
         _warn_once(f"backend='auto': mamba-ssm is installed but does not import ({error}); not using it")
     return error is None
