@@ -45,8 +45,11 @@ def _package_dir(name: str) -> Path | None:
 @contextmanager
 def _standins(modules: dict[str, dict]):
     """Put stand-in modules (name -> attributes; a package stand-in gets its real directory as
-    ``__path__`` so its real submodules import) into ``sys.modules``; restore it afterwards."""
+    ``__path__`` so its real submodules import) into ``sys.modules``; afterwards remove them and
+    every module imported under their top-level names, and put back what they replaced. (Other
+    modules imported meanwhile, e.g. ``triton``, are real and stay, as after any import.)"""
     saved = dict(sys.modules)
+    roots = {name.split(".")[0] for name in modules}
     for name, attributes in modules.items():
         module = ModuleType(name)
         module.__dict__.update(attributes)
@@ -54,8 +57,10 @@ def _standins(modules: dict[str, dict]):
     try:
         yield
     finally:
-        sys.modules.clear()
-        sys.modules.update(saved)
+        for name in list(sys.modules):
+            if name.split(".")[0] in roots:
+                del sys.modules[name]
+        sys.modules.update({name: module for name, module in saved.items() if name.split(".")[0] in roots})
 
 
 def _load_file(path: Path, name: str) -> ModuleType:
@@ -63,6 +68,10 @@ def _load_file(path: Path, name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# what the references' files import from causal-conv1d's compiled extension (never called)
+CONV_EXTENSION = ("causal_conv1d_fwd_function", "causal_conv1d_bwd_function", "causal_conv1d_update_function")
 
 
 def _load_references() -> dict[str, object] | None:
@@ -75,14 +84,7 @@ def _load_references() -> dict[str, object] | None:
         "causal_conv1d": {"__path__": [str(conv_dir)]},
         # the compiled extensions and the Triton modules these files import but the refs never call
         "selective_scan_cuda": {},
-        "causal_conv1d.cpp_functions": {
-            name: None
-            for name in (
-                "causal_conv1d_fwd_function",
-                "causal_conv1d_bwd_function",
-                "causal_conv1d_update_function",
-            )
-        },
+        "causal_conv1d.cpp_functions": dict.fromkeys(CONV_EXTENSION),
         "mamba_ssm.ops.triton.layer_norm": {"_layer_norm_fwd": None},
         "mamba_ssm.ops.triton.ssd_combined": {"mamba_chunk_scan_combined": None},
     }
@@ -97,7 +99,24 @@ def _load_references() -> dict[str, object] | None:
     }
 
 
+def _load_ssd_combined_reference():
+    """``ssd_chunk_scan_combined_ref``: the package's chunked SSD reference with the kernel's own
+    signature (no states); it lives among the Triton kernels, so it needs Triton to import."""
+    if REFS is None or importlib.util.find_spec("triton") is None:
+        return None
+    mamba_dir, conv_dir = _package_dir("mamba_ssm"), _package_dir("causal_conv1d")
+    standins = {
+        "mamba_ssm": {"__path__": [str(mamba_dir)]},
+        "causal_conv1d": {"__path__": [str(conv_dir)]},
+        "causal_conv1d.cpp_functions": dict.fromkeys(CONV_EXTENSION),
+    }
+    with _standins(standins):
+        path = mamba_dir / "ops" / "triton" / "ssd_combined.py"
+        return _load_file(path, "_mamba_ssm_ssd_combined").ssd_chunk_scan_combined_ref
+
+
 REFS = _load_references()
+SSD_COMBINED_REF = _load_ssd_combined_reference()
 needs_refs = pytest.mark.skipif(REFS is None, reason="needs both mamba-ssm and causal-conv1d installed")
 TOL32 = {"rtol": 2e-4, "atol": 2e-5}  # selective_scan_ref computes in float32
 TOL64 = {"rtol": 1e-9, "atol": 1e-10}
@@ -204,6 +223,25 @@ def test_ssd_mapping_matches_reference(with_state, chunk_size):
     assert y.dtype == h.dtype == torch.float64
     torch.testing.assert_close(y, y_ref, **TOL64)
     torch.testing.assert_close(h, h_ref, **TOL64)
+
+
+@needs_refs
+@pytest.mark.skipif(
+    SSD_COMBINED_REF is None, reason="needs Triton: mamba-ssm's chunked SSD reference imports it"
+)
+def test_ssd_adapter_reads_the_kernel_as_the_packages_own_reference_does():
+    """The adapter's reading of ``mamba_chunk_scan_combined`` (it discretises with ``dt`` inside,
+    a group's ``B, C`` serve its heads) equals ``ssd_chunk_scan_combined_ref``, which takes the
+    kernel's very arguments: outputs from a zero state, two groups of two heads, whole chunks
+    (what that reference needs). It computes ``dt`` in float32, hence float32's tolerance."""
+    g = torch.Generator().manual_seed(6)
+    length, H, P, N, groups, chunk = 24, 4, 4, 6, 2, 8
+    x, dt = rand(B, length, H, P, generator=g), torch.rand(B, length, H, generator=g, dtype=torch.float64)
+    A = -torch.rand(H, generator=g, dtype=torch.float64) * 2
+    B_, C = rand(B, length, groups, N, generator=g), rand(B, length, groups, N, generator=g)
+    y = ssd_as_kernel(x, dt, A, B_, C, chunk)
+    torch.testing.assert_close(y, SSD_COMBINED_REF(x, dt, A, B_, C, chunk), **TOL32)
+    assert not torch.allclose(ssd_as_kernel(x, dt, A, C, B_, chunk), y, **TOL32)
 
 
 @needs_refs
