@@ -23,7 +23,7 @@ import importlib.util
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
@@ -384,6 +384,41 @@ def test_auto_takes_mixerlabs_path_on_cpu_and_in_float64():
     assert not backend.use_mamba_ssm("mamba", "auto", x.double())
     assert [backend.fla_backend(c) for c in backend.BACKENDS] == ["auto", "torch", "fla", "torch"]
     assert not backend.conv_fits(x, torch.zeros(8, 4))  # a CPU input
+
+
+def test_dispatch_for_a_cuda_input(monkeypatch):
+    """The choice on a CUDA input (an object with a CUDA input's attributes, so that this runs on
+    a CPU): ``auto`` and ``"mamba_ssm"`` take the kernels when they import; when they do not,
+    ``auto`` warns and moves on while ``"mamba_ssm"`` is an error; float64 never takes them."""
+    cuda_input = SimpleNamespace(is_cuda=True, dtype=torch.bfloat16, device=torch.device("cuda"))
+    monkeypatch.setattr(backend, "mamba_ssm_available", lambda: True)
+    monkeypatch.setattr(backend, "_load", lambda name: (print, None))
+    assert backend.use_mamba_ssm("mamba", "auto", cuda_input)
+    assert backend.use_mamba_ssm("mamba2", "mamba_ssm", cuda_input, "mamba_chunk_scan_combined")
+    assert not backend.use_mamba_ssm("mamba", "fla", cuda_input)
+    assert not backend.use_mamba_ssm("mamba", "torch", cuda_input)
+    cuda_input.dtype = torch.float64
+    assert not backend.use_mamba_ssm("mamba", "auto", cuda_input)
+    with pytest.raises(ConfigError, match=r"backend='mamba_ssm'.*cuda torch.float64"):
+        backend.use_mamba_ssm("mamba", "mamba_ssm", cuda_input)
+    cuda_input.dtype = torch.float16
+    error = ImportError("No module named 'selective_scan_cuda'")
+    monkeypatch.setattr(backend, "_load", lambda name: (None, error))
+    backend._warn_once.cache_clear()
+    with pytest.warns(RuntimeWarning, match="does not import"):
+        assert not backend.use_mamba_ssm("mamba", "auto", cuda_input)
+    with pytest.raises(ConfigError, match=r"backend='mamba_ssm'.*does not import.*selective_scan_cuda"):
+        backend.use_mamba_ssm("mamba", "mamba_ssm", cuda_input)
+
+
+@pytest.mark.parametrize(
+    ("channels", "width", "length", "fits"),
+    [(16, 4, 9, True), (16, 2, 2, True), (16, 5, 9, False), (12, 4, 9, False), (16, 4, 3, False)],
+)
+def test_conv_kernel_takes_only_what_it_compiles(channels, width, length, fits, monkeypatch):
+    """2 to 4 taps, channels divisible by 8, at least ``W`` tokens; anything else is ours."""
+    monkeypatch.setattr(backend, "_conv_kernel_runs_on", lambda x: True)
+    assert backend.conv_fits(torch.zeros(1, length, channels), torch.zeros(channels, width)) is fits
 
 
 @needs_refs
