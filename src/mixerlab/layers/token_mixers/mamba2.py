@@ -9,6 +9,8 @@ Shapes: ``x: [B, T, D]``; inner width ``E = expand D`` split into ``H = E / P`` 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +20,14 @@ from torch import Tensor, nn
 from mixerlab.errors import check, check_divisible, check_positive_int
 from mixerlab.layers.short_conv import ShortConv, load_legacy_conv_keys
 from mixerlab.layers.token_mixers.base import State, TokenMixer
-from mixerlab.ops.backends.fla import check_backend, linear_attention_needs_fallback, ssd_fla, use_fla
+from mixerlab.ops.backends.fla import linear_attention_needs_fallback, ssd_fla, use_fla
+from mixerlab.ops.backends.mamba_ssm import (
+    check_backend,
+    fla_backend,
+    short_conv_mamba_ssm,
+    ssd_mamba_ssm,
+    use_mamba_ssm,
+)
 from mixerlab.ops.ssd import ssd_chunk, ssd_recurrent, ssd_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -53,8 +62,10 @@ class Mamba2(TokenMixer):
     norm applied after the gate. The fast form is
     the SSD chunked algorithm (``ops.ssd.chunk``); ``chunk_size=128`` was measured on a 2-core CPU
     (fwd+bwd, T=1024 and 4096): as fast as 64 at T=1024 and 15-35% faster at 4096; 32 and 256 slower.
-    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): the chunk mode runs on fla's
-    ``chunk_simple_gla`` for CUDA inputs when installed (see :mod:`mixerlab.ops.backends`).
+    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``, ``"mamba_ssm"``): for CUDA inputs the chunk
+    mode runs on mamba-ssm's ``mamba_chunk_scan_combined`` (with causal-conv1d's convolution) or on
+    fla's ``chunk_simple_gla``; ``"auto"`` takes the first installed (see
+    :mod:`mixerlab.ops.backends`).
     """
 
     modes = ("chunk", "reference")
@@ -112,14 +123,22 @@ class Mamba2(TokenMixer):
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
     ) -> tuple[Tensor, State]:
         self._check_input(x, mask)
-        z, xs, dt, A, B_, C_, conv_state = mamba2_inputs(self, x, None if state is None else state["conv"])
+        kernels = self.mode != "reference" and use_mamba_ssm(
+            "mamba2", self.backend, x, "mamba_chunk_scan_combined"
+        )
+        conv = short_conv_mamba_ssm if kernels else None
+        z, xs, dt, A, B_, C_, conv_state = mamba2_inputs(
+            self, x, None if state is None else state["conv"], conv=conv
+        )
         h0 = None if state is None else state["ssm"]
         if x.shape[1] == 1 and h0 is not None and self.mode != "reference":
             y, h = ssd_recurrent(xs[:, 0], dt[:, 0], A, B_[:, 0], C_[:, 0], h0)
             y = y[:, None]
         elif self.mode == "reference":
             y, h = ssd_reference(xs, dt, A, B_, C_, state=h0)
-        elif use_fla("mamba2", self.backend, xs) and not linear_attention_needs_fallback(
+        elif kernels:
+            y, h = ssd_mamba_ssm(xs, dt, A, B_, C_, state=h0)
+        elif use_fla("mamba2", fla_backend(self.backend), xs) and not linear_attention_needs_fallback(
             "mamba2", xs, B_, C_, dt
         ):
             y, h = ssd_fla(xs, dt, A, B_, C_, state=h0)
@@ -152,12 +171,18 @@ def init_mamba2_decay_(A_log: Tensor, dt_bias: Tensor) -> None:
     dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^{-1}(dt)
 
 
-def mamba2_inputs(layer: nn.Module, x: Tensor, conv_state: Tensor | None) -> tuple[Tensor, ...]:
+def mamba2_inputs(
+    layer: nn.Module, x: Tensor, conv_state: Tensor | None, *, conv: Callable[..., Any] | None = None
+) -> tuple[Tensor, ...]:
     """``z: [B, T, E]``, ``xs: [B, T, H, P]``, ``dt: [B, T, H]``, ``A: [H]``, ``B, C: [B, T, N]`` and
-    the conv tail: the input projection, the short convolution and the discretisation step."""
+    the conv tail: the input projection, the short convolution and the discretisation step.
+    ``conv(layer.conv, xbc, conv_state)``, when given, runs the convolution (a kernel backend)."""
     E, N, H = layer.inner, layer.state_dim, layer.num_heads
     z, xbc, dt = layer.in_proj(x).split([E, E + 2 * N, H], dim=-1)
-    xbc, conv_state = layer.conv(xbc, conv_state, reference=layer.mode == "reference")
+    if conv is None:
+        xbc, conv_state = layer.conv(xbc, conv_state, reference=layer.mode == "reference")
+    else:
+        xbc, conv_state = conv(layer.conv, xbc, conv_state)
     xs, B_, C_ = xbc.split([E, N, N], dim=-1)
     xs = rearrange(xs, "b t (h p) -> b t h p", h=H)
     dt = F.softplus(dt + layer.dt_bias)

@@ -16,7 +16,15 @@ from torch import Tensor, nn
 from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.short_conv import ShortConv, load_legacy_conv_keys
 from mixerlab.layers.token_mixers.base import State, TokenMixer
-from mixerlab.ops.backends.fla import check_backend, selective_scan_fla, use_fla
+from mixerlab.ops.backends.fla import selective_scan_fla, use_fla
+from mixerlab.ops.backends.mamba_ssm import (
+    MAX_STATE_DIM,
+    check_backend,
+    fla_backend,
+    selective_scan_mamba_ssm,
+    short_conv_mamba_ssm,
+    use_mamba_ssm,
+)
 from mixerlab.ops.selective_scan import (
     selective_scan_chunk,
     selective_scan_parallel,
@@ -70,9 +78,10 @@ class Mamba(TokenMixer):
     stays the default because it is the faster one on a CPU, where its chunks stay in cache
     (``benchmarks/mamba_chunk.py``); on a GPU choose ``"parallel"``. A one-token
     call takes the recurrent step. State: ``{"conv": [B, W-1, E], "ssm": [B, E, N]}``.
-    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): both fast modes run as gated linear attention
-    on fla's ``chunk_gla`` (one head per channel) for CUDA inputs when installed, except with
-    negative eigenvalues (see :mod:`mixerlab.ops.backends`).
+    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``, ``"mamba_ssm"``): for CUDA inputs both fast modes
+    run on mamba-ssm's ``selective_scan_fn`` (with causal-conv1d's convolution) for calls without
+    a state, or as gated linear attention on fla's ``chunk_gla`` (one head per channel); ``"auto"``
+    takes the first installed; neither has negative eigenvalues (see :mod:`mixerlab.ops.backends`).
     """
 
     modes = ("scan", "parallel", "reference")
@@ -114,11 +123,18 @@ class Mamba(TokenMixer):
             "expected a bool",
         )
         check(
-            not (backend == "fla" and allow_negative_eigenvalues),
+            not (backend in ("fla", "mamba_ssm") and allow_negative_eigenvalues),
             name,
             "backend",
             backend,
-            "fla's kernels have no negative eigenvalues (2 exp(dt A) - 1); use 'auto' or 'torch'",
+            f"{backend}'s kernels have no negative eigenvalues (2 exp(dt A) - 1); use 'auto' or 'torch'",
+        )
+        check(
+            not (backend == "mamba_ssm" and state_dim > MAX_STATE_DIM),
+            name,
+            "backend",
+            backend,
+            f"mamba-ssm's selective_scan_fn takes state_dim <= {MAX_STATE_DIM} (got {state_dim})",
         )
         E, N = expand * dim, state_dim
         self.dim, self.inner_dim, self.state_dim, self.dt_rank = dim, E, N, dt_rank
@@ -157,8 +173,14 @@ class Mamba(TokenMixer):
         self._check_input(x, mask)
         reference = self.mode == "reference"
         step = not reference and x.shape[1] == 1
+        kernels = not reference and not self.allow_negative_eigenvalues and self.state_dim <= MAX_STATE_DIM
+        kernels = kernels and use_mamba_ssm("mamba", self.backend, x)
         xs, z = self.in_proj(x).chunk(2, dim=-1)  # [B, T, E] each
-        xs, conv_state = self.conv(xs, None if state is None else state["conv"], reference=reference)
+        conv_state = None if state is None else state["conv"]
+        if kernels:
+            xs, conv_state = short_conv_mamba_ssm(self.conv, xs, conv_state)
+        else:
+            xs, conv_state = self.conv(xs, conv_state, reference=reference)
         dt_low, B, C = self.x_proj(xs).split([self.dt_rank, self.state_dim, self.state_dim], dim=-1)
         dt = F.softplus(self.dt_proj(dt_low))  # [B, T, E]
         A = -torch.exp(self.A_log)  # [E, N]
@@ -168,7 +190,15 @@ class Mamba(TokenMixer):
         }
         if reference:
             y, ssm_state = selective_scan_reference(xs, dt, A, B, C, **kwargs)
-        elif not step and not self.allow_negative_eigenvalues and use_fla("mamba", self.backend, xs):
+        elif kernels and not step and state is None:  # the kernel has no initial state
+            # D x and the SiLU(z) gate run fused in the kernel
+            y, ssm_state = selective_scan_mamba_ssm(xs, dt, A, B, C, D=self.D, z=z)
+            return self.out_proj(y), {"conv": conv_state, "ssm": ssm_state}
+        elif (
+            not step
+            and not self.allow_negative_eigenvalues
+            and use_fla("mamba", fla_backend(self.backend), xs)
+        ):
             y, ssm_state = selective_scan_fla(xs, dt, A, B, C, state=kwargs["state"])
         elif step:
             y, ssm_state = selective_scan_recurrent(xs, dt, A, B, C, **kwargs)

@@ -12,6 +12,10 @@ A mixer whose operator a peer implements takes ``backend="auto" | "torch" | "fla
 Only the fast mode dispatches; ``reference`` and ``recurrent`` modes are always mixerlab's loops,
 so every kernel stays checked against the per-step reference. Each family's mapping of
 conventions (scaling, log-space gates, layouts, states) lives in one module here: :mod:`.fla`.
+
+``mamba`` and ``mamba2`` also take ``"mamba_ssm"``: the authors' kernels from the mamba-ssm and
+causal-conv1d packages (:mod:`.mamba_ssm`); for them ``"auto"`` on CUDA picks mamba-ssm when it
+imports, else fla, else mixerlab's forms.
 """
 
 from mixerlab.ops.backends.fla import (
