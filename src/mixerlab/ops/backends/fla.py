@@ -56,6 +56,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange, repeat
 from torch import Tensor
 
 from mixerlab.errors import check, check_choice
@@ -363,3 +364,51 @@ def rwkv6_fla(
         output_final_state=True,
     )
     return o.to(v.dtype), S.to(state_dtype)
+
+
+def hgrn_fla(
+    log_decay: Tensor,
+    theta: Tensor,
+    b: Tensor,
+    initial_state: Tensor | None = None,
+    *,
+    kernel: Callable[..., tuple[Tensor, Tensor]] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """HGRN's complex recurrence (arXiv:2311.04823) on fla's real-valued ``chunk_hgrn``, with the
+    contract of :func:`mixerlab.ops.linear_scan.linear_scan_reference` for ``a_t = lambda_t
+    e^{i theta}``::
+
+        h_t = lambda_t e^{i theta} h_{t-1} + b_t          (complex, per channel; theta fixed in t)
+
+    fla's kernel is ``g_t = exp(log_decay_t) g_{t-1} + x_t`` with a real decay. The substitution
+    ``h_t = e^{i theta t} g_t`` (``t = 1..T`` counted from this call's first token, ``g_0 =
+    h_0``) gives exactly ``g_t = lambda_t g_{t-1} + e^{-i theta t} b_t``: the rotation moves from
+    the decay onto the inputs, and the real and imaginary parts of ``g`` are two real channels
+    sharing ``lambda_t``. The rotations are unitary, so ``|g_t| = |h_t|`` and nothing grows.
+    ``theta t`` is formed in float64 and reduced modulo ``2 pi`` before its sine and cosine, so a
+    long call keeps the phase's float32 precision.
+
+    Shapes: ``log_decay: [B, T, D]`` (``log lambda_t <= 0``), ``theta: [D]``, ``b: [B, T, D]``
+    complex, ``initial_state: [B, D]`` complex; returns ``(h: [B, T, D], h_T: [B, D])`` complex.
+    ``chunk_hgrn``'s backward gives no gradient to its initial state, so a state that needs one
+    goes to ``fused_recurrent_hgrn`` (same signature), whose backward does.
+    """
+    T = b.shape[1]
+    real = b.real.dtype
+    steps = torch.arange(1, T + 1, device=b.device, dtype=torch.float64)
+    phase = torch.remainder(theta.to(torch.float64) * steps[:, None], 2 * torch.pi)  # [T, D]
+    rotation = torch.polar(torch.ones_like(phase, dtype=real), phase.to(real))  # e^{i theta t}
+    x_in = rearrange(torch.view_as_real(b * rotation.conj()), "b t d two -> b t (d two)")
+    g_in = repeat(log_decay.to(real), "b t d -> b t (d two)", two=2)
+    s0 = None
+    if initial_state is not None:
+        s0 = rearrange(torch.view_as_real(initial_state.to(b.dtype)), "b d two -> b (d two)")
+    if kernel is None:
+        needs_state_grad = s0 is not None and s0.requires_grad and torch.is_grad_enabled()
+        kernel = _kernel("fused_recurrent_hgrn" if needs_state_grad else "chunk_hgrn")
+    # the final state is read from the outputs (its gradient then flows through them; the chunk
+    # kernel's backward ignores a gradient on its separate final-state output)
+    o, _ = kernel(x_in, g_in, initial_state=_state_in(s0), output_final_state=False)
+    o = rearrange(o.to(real), "b t (d two) -> b t d two", two=2)
+    h = torch.view_as_complex(o.contiguous()) * rotation
+    return h, h[:, -1]

@@ -1,0 +1,182 @@
+"""The flash-linear-attention backend for the recurrent and delta-rule family (HGRN, KDA, RWKV-7,
+...): the mapping of conventions in mixerlab/ops/backends/fla.py, checked on the CPU.
+
+As in test_backends_fla.py, fla's pure-PyTorch references stand in for its Triton kernels through
+adapters that only translate a kernel's call signature to its reference's; each mapping function
+must then equal mixerlab's own per-step reference (outputs and final states, with and without an
+initial state), and a deliberately wrong convention must not. fla's references compute in float32,
+hence float32 tolerances. The layer tests route whole mixers through the mapping and compare with
+the same mixers on mixerlab's path, outputs, states and input gradients across two calls.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+import mixerlab
+from mixerlab.errors import ConfigError
+from mixerlab.ops.backends import fla as backend
+from mixerlab.ops.linear_scan import linear_scan_reference
+
+
+def _naive(op: str, filename: str = "naive") -> ModuleType | None:
+    """``fla/ops/<op>/<filename>.py`` loaded by path, without ``import fla.ops`` (which imports
+    every Triton kernel): these references need only torch."""
+    spec = importlib.util.find_spec("fla")
+    if spec is None:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / "ops" / op / f"{filename}.py"
+    module_spec = importlib.util.spec_from_file_location(f"_fla_{op}_{filename}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+HGRN = _naive("hgrn")
+needs_fla = pytest.mark.skipif(HGRN is None, reason="flash-linear-attention is not installed")
+TOL = {"rtol": 2e-4, "atol": 2e-5}  # float32 rounding of fla's references
+B, T, H = 2, 19, 3
+
+
+def hgrn_as_kernel(x, g, initial_state=None, output_final_state=False):
+    """``chunk_hgrn``'s (and ``fused_recurrent_hgrn``'s) signature on ``naive_recurrent_hgrn``."""
+    return HGRN.naive_recurrent_hgrn(x, g, initial_state, output_final_state)
+
+
+KERNELS = {"chunk_hgrn": hgrn_as_kernel, "fused_recurrent_hgrn": hgrn_as_kernel}
+
+
+def rand(*shape, generator):
+    return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor) -> bool:
+    return torch.allclose(actual, expected, **TOL)
+
+
+# --- HGRN -------------------------------------------------------------------------------------
+
+
+def _hgrn_inputs(with_state: bool, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    D = 5
+    log_decay = -torch.rand(B, T, D, generator=g, dtype=torch.float64)
+    # phases of all sizes, from rotary-like small ones to several turns per step
+    theta = torch.tensor([1e-4, 0.3, 1.0, 2.5, 7.0], dtype=torch.float64)
+    b = torch.complex(rand(B, T, D, generator=g), rand(B, T, D, generator=g))
+    h0 = torch.complex(rand(B, D, generator=g), rand(B, D, generator=g)) if with_state else None
+    return log_decay, theta, b, h0
+
+
+@needs_fla
+@pytest.mark.parametrize("with_state", [False, True])
+def test_hgrn_mapping_matches_reference(with_state):
+    log_decay, theta, b, h0 = _hgrn_inputs(with_state)
+    h, last = backend.hgrn_fla(log_decay, theta, b, h0, kernel=hgrn_as_kernel)
+    a = torch.polar(log_decay.exp(), theta.expand_as(log_decay))
+    h_ref, last_ref = linear_scan_reference(a, b, h0)
+    assert h.dtype == last.dtype == torch.complex128 and last.shape == last_ref.shape
+    torch.testing.assert_close(h, h_ref, **TOL)
+    torch.testing.assert_close(last, last_ref, **TOL)
+
+
+@needs_fla
+def test_hgrn_mapping_continues_across_calls():
+    """The phase restarts at each call (``t`` is local): two calls passing the state on equal one."""
+    log_decay, theta, b, h0 = _hgrn_inputs(True, seed=1)
+    h_full, last_full = backend.hgrn_fla(log_decay, theta, b, h0, kernel=hgrn_as_kernel)
+    h1, last1 = backend.hgrn_fla(log_decay[:, :7], theta, b[:, :7], h0, kernel=hgrn_as_kernel)
+    h2, last2 = backend.hgrn_fla(log_decay[:, 7:], theta, b[:, 7:], last1, kernel=hgrn_as_kernel)
+    torch.testing.assert_close(torch.cat([h1, h2], dim=1), h_full, **TOL)
+    torch.testing.assert_close(last2, last_full, **TOL)
+
+
+@needs_fla
+def test_hgrn_mapping_with_a_wrong_phase_convention_fails():
+    """Rotating by ``theta (t - 1)`` instead of ``theta t`` (an off-by-one in the substitution)
+    is caught: the check is sensitive to the convention it claims to verify."""
+    log_decay, theta, b, h0 = _hgrn_inputs(True)
+    a = torch.polar(log_decay.exp(), theta.expand_as(log_decay))
+    h_ref, _ = linear_scan_reference(a, b, h0)
+    shifted = torch.cat([b.new_zeros(B, 1, b.shape[-1]), b], dim=1)  # t counted from 2
+    h_wrong, _ = backend.hgrn_fla(
+        torch.cat([log_decay[:, :1], log_decay], dim=1), theta, shifted, h0, kernel=hgrn_as_kernel
+    )
+    assert not _close(h_wrong[:, 1:], h_ref)
+
+
+@needs_fla
+def test_hgrn_mapping_keeps_the_phase_precise_at_large_t():
+    """``theta t`` for ``t`` in the millions: formed in float64 and reduced modulo 2 pi, the
+    rotation is exact to float32 even when ``theta`` is float32 (the layer's parameter)."""
+    T_long, D = 3_000_000, 1
+    theta = torch.tensor([0.7], dtype=torch.float32)
+    log_decay = torch.zeros(1, T_long, D, dtype=torch.float32)  # a pure rotation: |h| stays 1
+    b = torch.zeros(1, T_long, D, dtype=torch.complex64)
+    h0 = torch.ones(1, D, dtype=torch.complex64)
+
+    def sum_kernel(x, g, initial_state=None, output_final_state=False):
+        # no decay and zero inputs: g_t = g_0 at every step (fla's recurrence, in one line)
+        return initial_state[:, None].expand_as(x).clone(), None
+
+    _, last = backend.hgrn_fla(log_decay, theta, b, h0, kernel=sum_kernel)
+    phase = theta.double().item() * T_long  # the float32 parameter's own value, times t, exactly
+    exact = complex(math.cos(phase), math.sin(phase))
+    assert abs(complex(last[0, 0]) - exact) < 1e-5
+    # the naive float32 product would be off by ~ T * eps32 = 0.2 rad
+    naive = theta.item() * torch.tensor(T_long, dtype=torch.float32)
+    assert abs(complex(math.cos(naive), math.sin(naive)) - exact) > 1e-3
+
+
+# --- whole layers -------------------------------------------------------------------------------
+
+LAYERS = {
+    "hgrn": ({"dim": 8, "lower_bound": 0.25, "chunk_size": 8}, "hgrn"),
+    "hgrn_no_bound": ({"dim": 8, "chunk_size": 8}, "hgrn"),
+}
+
+
+@needs_fla
+@pytest.mark.parametrize("case", sorted(LAYERS))
+def test_layer_on_the_fla_path_equals_the_torch_path(case, monkeypatch):
+    """The whole mixer with its fast mode routed to fla (references standing in for the kernels)
+    equals the same mixer on mixerlab's path: outputs, continued from a state, the state, and the
+    input and parameter gradients through both calls."""
+    kwargs, module = LAYERS[case]
+    name = case.removesuffix("_no_bound")
+    torch.manual_seed(0)
+    mixer = mixerlab.create_token_mixer(name, **kwargs).double()
+    x = torch.randn(2, 13, mixer.dim, dtype=torch.float64, requires_grad=True)
+    params = [x, *mixer.parameters()]
+
+    def run():
+        y1, state = mixer(x[:, :6])
+        y2, state2 = mixer(x[:, 6:], state=state)
+        grads = torch.autograd.grad(y2.square().sum() + y1.sum(), params)
+        return y1, y2, state2, grads
+
+    y_torch, y2_torch, state_torch, grads_torch = run()
+    calls = []
+    monkeypatch.setattr(backend, "_kernel", lambda kernel: calls.append(kernel) or KERNELS[kernel])
+    monkeypatch.setattr(f"mixerlab.layers.token_mixers.{module}.use_fla", lambda owner, choice, x: True)
+    y_fla, y2_fla, state_fla, grads_fla = run()
+    assert calls, "the fla path was not taken"
+    torch.testing.assert_close(y_fla, y_torch, **TOL)
+    torch.testing.assert_close(y2_fla, y2_torch, **TOL)
+    for key in state_torch:
+        torch.testing.assert_close(state_fla[key], state_torch[key], **TOL)
+    for grad_fla, grad_torch in zip(grads_fla, grads_torch):
+        torch.testing.assert_close(grad_fla, grad_torch, **TOL)
+
+
+@pytest.mark.parametrize("case", sorted(LAYERS))
+def test_backend_option_is_checked(case):
+    kwargs, _ = LAYERS[case]
+    with pytest.raises(ConfigError, match="backend"):
+        mixerlab.create_token_mixer(case.removesuffix("_no_bound"), **kwargs, backend="triton")
