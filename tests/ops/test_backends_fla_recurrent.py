@@ -22,7 +22,9 @@ import torch
 import mixerlab
 from mixerlab.errors import ConfigError
 from mixerlab.ops.backends import fla as backend
+from mixerlab.ops.kda import kda_reference
 from mixerlab.ops.linear_scan import linear_scan_reference
+from mixerlab.ops.rwkv7 import rwkv7_reference
 
 
 def _naive(op: str, filename: str = "naive") -> ModuleType | None:
@@ -32,13 +34,13 @@ def _naive(op: str, filename: str = "naive") -> ModuleType | None:
     if spec is None:
         return None
     path = Path(spec.submodule_search_locations[0]) / "ops" / op / f"{filename}.py"
-    module_spec = importlib.util.spec_from_file_location(f"_fla_{op}_{filename}", path)
+    module_spec = importlib.util.spec_from_file_location(f"_fla_{op.replace('/', '_')}_{filename}", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module
 
 
-HGRN = _naive("hgrn")
+HGRN, KDA, DPLR = _naive("hgrn"), _naive("kda"), _naive("generalized_delta_rule/dplr")
 needs_fla = pytest.mark.skipif(HGRN is None, reason="flash-linear-attention is not installed")
 TOL = {"rtol": 2e-4, "atol": 2e-5}  # float32 rounding of fla's references
 B, T, H = 2, 19, 3
@@ -49,7 +51,30 @@ def hgrn_as_kernel(x, g, initial_state=None, output_final_state=False):
     return HGRN.naive_recurrent_hgrn(x, g, initial_state, output_final_state)
 
 
-KERNELS = {"chunk_hgrn": hgrn_as_kernel, "fused_recurrent_hgrn": hgrn_as_kernel}
+def kda_as_kernel(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False):
+    """``chunk_kda``'s signature is ``naive_recurrent_kda``'s."""
+    return KDA.naive_recurrent_kda(q, k, v, g, beta, scale, initial_state, output_final_state)
+
+
+def rwkv7_as_kernel(
+    r, w, k, v, a, b, scale=1.0, initial_state=None, output_final_state=False, lower_bound=None
+):
+    """``chunk_rwkv7``'s signature on ``dplr_recurrence`` (head-first, scale fixed at ``K^-1/2``);
+    ``lower_bound`` only licenses a faster kernel schedule, so the reference checks it holds."""
+    assert lower_bound is None or bool((w >= lower_bound).all())
+    K = r.shape[-1]
+    r, w, k, v, a, b = (t.transpose(1, 2) for t in (r * (scale * K**0.5), w, k, v, a, b))
+    # the reference casts every input to float32 but ``a`` (a caller in float64 would mix dtypes)
+    o, S = DPLR.dplr_recurrence(r, k, v, a.float(), b, w, initial_state, output_final_state)
+    return o.transpose(1, 2), S
+
+
+KERNELS = {
+    "chunk_hgrn": hgrn_as_kernel,
+    "fused_recurrent_hgrn": hgrn_as_kernel,
+    "chunk_kda": kda_as_kernel,
+    "chunk_rwkv7": rwkv7_as_kernel,
+}
 
 
 def rand(*shape, generator):
@@ -134,11 +159,84 @@ def test_hgrn_mapping_keeps_the_phase_precise_at_large_t():
     assert abs(complex(math.cos(naive), math.sin(naive)) - exact) > 1e-3
 
 
+# --- Kimi Delta Attention and RWKV-7 ------------------------------------------------------------
+
+
+def _delta_inputs(seed: int, K: int = 4, V: int = 6):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.nn.functional.normalize(rand(B, T, H, K, generator=g), dim=-1)
+    k = torch.nn.functional.normalize(rand(B, T, H, K, generator=g), dim=-1)
+    v = rand(B, T, H, V, generator=g)
+    log_decay = -torch.rand(B, T, H, K, generator=g, dtype=torch.float64)
+    beta = torch.rand(B, T, H, generator=g, dtype=torch.float64)
+    S0 = rand(B, H, K, V, generator=g)
+    return q, k, v, log_decay, beta, S0
+
+
+@needs_fla
+@pytest.mark.parametrize("with_state", [False, True])
+@pytest.mark.parametrize("negative_eigenvalues", [False, True])
+def test_kda_mapping_matches_reference(with_state, negative_eigenvalues):
+    q, k, v, g, beta, S0 = _delta_inputs(5)
+    beta = 2 * beta if negative_eigenvalues else beta
+    S0 = S0 if with_state else None
+    o, S = backend.delta_rule_fla(q, k, v, beta, g, state=S0, kernel=kda_as_kernel)
+    o_ref, S_ref = kda_reference(q, k, v, g, beta, state=S0)
+    assert o.dtype == S.dtype == torch.float64
+    torch.testing.assert_close(o, o_ref, **TOL)
+    torch.testing.assert_close(S, S_ref, **TOL)
+
+
+@needs_fla
+def test_kda_mapping_with_a_value_first_state_fails():
+    """A state read in the ``[V, K]`` orientation (fla's ``state_v_first``) is caught."""
+    q, k, v, g, beta, S0 = _delta_inputs(6, K=4, V=4)
+    o_ref, _ = kda_reference(q, k, v, g, beta, state=S0)
+    o, _ = backend.delta_rule_fla(q, k, v, beta, g, state=S0.transpose(-1, -2), kernel=kda_as_kernel)
+    assert not _close(o, o_ref)
+
+
+def _rwkv7_inputs(seed: int, K: int = 4, V: int = 6):
+    g = torch.Generator().manual_seed(seed)
+    r, k = rand(B, T, H, K, generator=g), rand(B, T, H, K, generator=g) * 0.5
+    v = rand(B, T, H, V, generator=g)
+    floor = 0.6
+    log_w = -floor * torch.rand(B, T, H, K, generator=g, dtype=torch.float64)
+    kappa = torch.nn.functional.normalize(rand(B, T, H, K, generator=g), dim=-1)
+    a = torch.rand(B, T, H, K, generator=g, dtype=torch.float64)
+    S0 = rand(B, H, K, V, generator=g)
+    return r, log_w, k, v, kappa, a, S0, -floor
+
+
+@needs_fla
+@pytest.mark.parametrize("with_state", [False, True])
+def test_rwkv7_mapping_matches_reference(with_state):
+    r, log_w, k, v, kappa, a, S0, floor = _rwkv7_inputs(7)
+    S0 = S0 if with_state else None
+    o, S = backend.dplr_fla(
+        r, log_w, k, v, -kappa, kappa * a, state=S0, min_log_decay=floor, kernel=rwkv7_as_kernel
+    )
+    o_ref, S_ref = rwkv7_reference(r, log_w, k, v, kappa, a, state=S0)
+    torch.testing.assert_close(o, o_ref, **TOL)
+    torch.testing.assert_close(S, S_ref, **TOL)
+
+
+@needs_fla
+def test_rwkv7_mapping_with_the_rank_one_factors_swapped_fails():
+    """``a`` and ``b`` exchanged (``S (b a^T)`` read as ``(a b^T) S``) is caught."""
+    r, log_w, k, v, kappa, a, S0, _ = _rwkv7_inputs(8)
+    o_ref, _ = rwkv7_reference(r, log_w, k, v, kappa, a, state=S0)
+    o, _ = backend.dplr_fla(r, log_w, k, v, kappa * a, -kappa, state=S0, kernel=rwkv7_as_kernel)
+    assert not _close(o, o_ref)
+
+
 # --- whole layers -------------------------------------------------------------------------------
 
 LAYERS = {
     "hgrn": ({"dim": 8, "lower_bound": 0.25, "chunk_size": 8}, "hgrn"),
     "hgrn_no_bound": ({"dim": 8, "chunk_size": 8}, "hgrn"),
+    "kda": ({"dim": 16, "num_heads": 2, "chunk_size": 8}, "kda"),
+    "rwkv7": ({"dim": 16, "num_heads": 2, "chunk_size": 8, "low_rank_dim": 4}, "rwkv7"),
 }
 
 

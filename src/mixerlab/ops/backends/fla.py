@@ -19,10 +19,19 @@ delta rule (``deltanet``)   ``chunk_delta_rule``                  ``scale`` pass
                                                                   default to ``K^-1/2``)
 gated delta rule            ``chunk_gated_delta_rule``            ``g``: log decay ``[B, T, H]``;
 (``gated_deltanet``)                                              ``beta`` given, not in-kernel
+Kimi delta rule (``kda``)   ``chunk_kda``                         ``g``: log decay ``[B, T, H, K]``;
+                                                                  gate, ``beta``, norms: layer's
 SSD (``mamba2``)            ``chunk_simple_gla``                  ``q = C``, ``k = B``, ``v = dt x``,
                                                                   ``g = dt A``; state transposed
 RWKV-6 ``wkv`` (``rwkv6``)  ``chunk_rwkv6``                       ``w`` = log decay, ``u`` = bonus,
                                                                   ``scale=1``
+RWKV-7 (``rwkv7``)          ``chunk_rwkv7`` (generalized delta    ``a = -kappa``, ``b = kappa a``,
+                            rule, diagonal plus rank one)         ``w`` = log decay, ``scale=1``;
+                                                                  the decay floor is fla's
+                                                                  ``lower_bound`` (64-step chunks)
+HGRN (``hgrn``, complex)    ``chunk_hgrn`` (real decay)           ``h_t = e^{i theta t} g_t``: the
+                                                                  phase moves onto the inputs, re
+                                                                  and im are 2 real channels
 selective scan (``mamba``)  ``chunk_gla``                         one head per channel: ``q = C``,
                                                                   ``k = B``, ``v = dt x`` (one
                                                                   value), ``g = dt A``
@@ -247,6 +256,11 @@ def delta_rule_fla(
     ``v: [B, T, H, V]``, ``beta, g: [B, T, H]``. fla's gated kernel is ``(q, k, v, g, beta)``, the
     plain one ``(q, k, v, beta)``; ``beta`` is passed as computed by the layer (fla's in-kernel
     sigmoid is off), so ``beta`` in ``[0, 2]`` (negative eigenvalues) needs no kernel flag.
+
+    A per-channel ``g: [B, T, H, K]`` is Kimi Delta Attention (arXiv:2510.26692), ``S_t = (I -
+    beta_t k_t k_t^T) diag(exp(g_t)) S_{t-1} + beta_t k_t v_t^T`` in the ``[K, V]`` layout, which
+    is fla's ``chunk_kda`` with the same arguments (its gate and ``beta`` activations, ``lower_bound``
+    and ``safe_gate`` off: mixerlab's layer computes them).
     """
     K = q.shape[-1]
     scale = K**-0.5 if scale is None else scale
@@ -257,14 +271,16 @@ def delta_rule_fla(
         kernel = kernel or _kernel("chunk_delta_rule")
         o, S = kernel(q, k, v, beta, **common)
     else:
-        kernel = kernel or _kernel("chunk_gated_delta_rule")
+        kernel = kernel or _kernel("chunk_kda" if g.dim() == 4 else "chunk_gated_delta_rule")
         o, S = kernel(q, k, v, g, beta, **common)
     return o.to(v.dtype), S.to(state_dtype)
 
 
 def delta_rule_needs_fallback(owner: str, *tensors: Tensor | None) -> bool:
-    """True (after a warning) where fla would refuse the gated delta rule's backward."""
-    if tensors[-1] is None or not gated_backward_broken(*[t for t in tensors if t is not None]):
+    """True (after a warning) where fla would refuse the gated delta rule's backward (a scalar
+    gate ``tensors[-1]: [B, T, H]``; KDA's per-channel kernel has no such defect)."""
+    g = tensors[-1]
+    if g is None or g.dim() == 4 or not gated_backward_broken(*[t for t in tensors if t is not None]):
         return False
     _fallback_warning(owner)
     return True
@@ -412,3 +428,46 @@ def hgrn_fla(
     o = rearrange(o.to(real), "b t (d two) -> b t d two", two=2)
     h = torch.view_as_complex(o.contiguous()) * rotation
     return h, h[:, -1]
+
+
+def dplr_fla(
+    q: Tensor,
+    log_w: Tensor,
+    k: Tensor,
+    v: Tensor,
+    a: Tensor,
+    b: Tensor,
+    *,
+    state: Tensor | None = None,
+    scale: float = 1.0,
+    min_log_decay: float | None = None,
+    kernel: Callable[..., tuple[Tensor, Tensor]] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The diagonal-plus-rank-one delta rule of RWKV-7 (arXiv:2503.14456) on fla's
+    ``chunk_rwkv7`` (its generalized delta rule), with the contract of
+    :func:`mixerlab.ops.rwkv7.rwkv7_chunk`::
+
+        S_t = diag(exp(log_w_t)) S_{t-1} + b_t (a_t^T S_{t-1}) + k_t v_t^T,    o_t = S_t^T (scale q_t)
+
+    which is fla's convention argument for argument (``w`` the log decay, state ``[B, H, K, V]``);
+    RWKV-7 passes ``a = -kappa``, ``b = kappa * a_rwkv``. ``min_log_decay`` (a bound the caller
+    guarantees on ``log_w``, ``-e^{-0.5}`` for RWKV-7) becomes fla's ``lower_bound``, which lets
+    it use 64-step chunks on tensor cores, as fla's own RWKV-7 layer does. Shapes: ``q, log_w, k,
+    a, b: [B, T, H, K]``, ``v: [B, T, H, V]``.
+    """
+    state_dtype = q.dtype if state is None else state.dtype
+    q, k, a, b = (t.to(v.dtype) for t in (q, k, a, b))
+    kernel = kernel or _kernel("chunk_rwkv7")
+    o, S = kernel(
+        q,
+        log_w,
+        k,
+        v,
+        a,
+        b,
+        scale=scale,
+        initial_state=_state_in(state),
+        output_final_state=True,
+        lower_bound=min_log_decay,
+    )
+    return o.to(v.dtype), S.to(state_dtype)
