@@ -22,6 +22,7 @@ import torch
 import mixerlab
 from mixerlab.errors import ConfigError
 from mixerlab.ops.backends import fla as backend
+from mixerlab.ops.comba import comba_reference
 from mixerlab.ops.kda import kda_reference
 from mixerlab.ops.linear_scan import linear_scan_reference
 from mixerlab.ops.rwkv7 import rwkv7_reference
@@ -41,6 +42,7 @@ def _naive(op: str, filename: str = "naive") -> ModuleType | None:
 
 
 HGRN, KDA, DPLR = _naive("hgrn"), _naive("kda"), _naive("generalized_delta_rule/dplr")
+COMBA = _naive("comba")
 needs_fla = pytest.mark.skipif(HGRN is None, reason="flash-linear-attention is not installed")
 TOL = {"rtol": 2e-4, "atol": 2e-5}  # float32 rounding of fla's references
 B, T, H = 2, 19, 3
@@ -69,11 +71,17 @@ def rwkv7_as_kernel(
     return o.transpose(1, 2), S
 
 
+def comba_as_kernel(q, k, v, p, g, beta, scale=None, initial_state=None, output_final_state=False):
+    """``chunk_comba``'s ``(p, g, beta)`` on ``naive_recurrent_comba``'s ``(p, beta, g)``."""
+    return COMBA.naive_recurrent_comba(q, k, v, p, beta, g, scale, initial_state, output_final_state)
+
+
 KERNELS = {
     "chunk_hgrn": hgrn_as_kernel,
     "fused_recurrent_hgrn": hgrn_as_kernel,
     "chunk_kda": kda_as_kernel,
     "chunk_rwkv7": rwkv7_as_kernel,
+    "chunk_comba": comba_as_kernel,
 }
 
 
@@ -230,12 +238,42 @@ def test_rwkv7_mapping_with_the_rank_one_factors_swapped_fails():
     assert not _close(o, o_ref)
 
 
+# --- Comba ---------------------------------------------------------------------------------------
+
+
+def _comba_inputs(seed: int):
+    q, k, v, log_decay, beta, S0 = _delta_inputs(seed)
+    p = 0.7 * k  # the layer's p = sigmoid(c) k
+    return q - 0.5 * p, k, v, p, beta, log_decay[..., 0], S0
+
+
+@needs_fla
+@pytest.mark.parametrize("with_state", [False, True])
+def test_comba_mapping_matches_reference(with_state):
+    q, k, v, p, beta, g, S0 = _comba_inputs(9)
+    S0 = S0 if with_state else None
+    o, S = backend.comba_fla(q, k, v, p, beta, g, state=S0, kernel=comba_as_kernel)
+    o_ref, S_ref = comba_reference(q, k, v, p, beta, g, state=S0)
+    torch.testing.assert_close(o, o_ref, **TOL)
+    torch.testing.assert_close(S, S_ref, **TOL)
+
+
+@needs_fla
+def test_comba_mapping_with_gate_and_beta_in_the_reference_order_fails():
+    """Passing ``(beta, g)`` in mixerlab's order to fla's ``(g, beta)`` slots is caught."""
+    q, k, v, p, beta, g, S0 = _comba_inputs(10)
+    o_ref, _ = comba_reference(q, k, v, p, beta, g, state=S0)
+    o, _ = backend.comba_fla(q, k, v, p, g, beta, state=S0, kernel=comba_as_kernel)
+    assert not _close(o, o_ref)
+
+
 # --- whole layers -------------------------------------------------------------------------------
 
 LAYERS = {
     "hgrn": ({"dim": 8, "lower_bound": 0.25, "chunk_size": 8}, "hgrn"),
     "hgrn_no_bound": ({"dim": 8, "chunk_size": 8}, "hgrn"),
     "kda": ({"dim": 16, "num_heads": 2, "chunk_size": 8}, "kda"),
+    "comba": ({"dim": 16, "num_heads": 2, "chunk_size": 8}, "comba"),
     "rwkv7": ({"dim": 16, "num_heads": 2, "chunk_size": 8, "low_rank_dim": 4}, "rwkv7"),
 }
 

@@ -29,6 +29,8 @@ RWKV-7 (``rwkv7``)          ``chunk_rwkv7`` (generalized delta    ``a = -kappa``
                             rule, diagonal plus rank one)         ``w`` = log decay, ``scale=1``;
                                                                   the decay floor is fla's
                                                                   ``lower_bound`` (64-step chunks)
+Comba (``comba``)           ``chunk_comba``                       ``(p, beta, g)`` passed as fla's
+                                                                  ``(p, g, beta)``; scale ``K^-1/2``
 HGRN (``hgrn``, complex)    ``chunk_hgrn`` (real decay)           ``h_t = e^{i theta t} g_t``: the
                                                                   phase moves onto the inputs, re
                                                                   and im are 2 real channels
@@ -48,7 +50,8 @@ mixerlab's normalised linear attention carries ``z`` as an extra value column of
 ``layers/token_mixers/linear_attention.py``), so it needs no separate normaliser kernel.
 
 A known defect is routed around, never computed through: fla refuses the backward of the gated
-``chunk_bwd_dqkwg`` (used by ``chunk_simple_gla`` with a gate and ``chunk_gated_delta_rule``) on
+``chunk_bwd_dqkwg`` (used by ``chunk_simple_gla`` with a gate, ``chunk_gated_delta_rule`` and
+``chunk_comba``) on
 Hopper GPUs with Triton >= 3.4.0 and < 3.7.1, because that Triton miscompiles it. There the
 layer falls back to mixerlab's own form, with a warning, whenever gradients are needed.
 """
@@ -470,4 +473,34 @@ def dplr_fla(
         output_final_state=True,
         lower_bound=min_log_decay,
     )
+    return o.to(v.dtype), S.to(state_dtype)
+
+
+def comba_fla(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    p: Tensor,
+    beta: Tensor,
+    g: Tensor,
+    *,
+    state: Tensor | None = None,
+    scale: float | None = None,
+    kernel: Callable[..., tuple[Tensor, Tensor]] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Comba's scalar-plus-low-rank delta rule (arXiv:2506.02475) on fla's ``chunk_comba``, with
+    the contract of :func:`mixerlab.ops.comba.comba_chunk`::
+
+        S_t = exp(g_t) (I - beta_t k_t p_t^T) S_{t-1} + beta_t k_t v_t^T,    o_t = S_t^T (scale q_t)
+
+    fla's recurrence is the same (decay, then ``v - p^T S`` scaled by ``beta`` written at ``k``);
+    its arguments come as ``(q, k, v, p, g, beta)`` where mixerlab's are ``(..., p, beta, g)``.
+    ``q`` is the layer's output-corrected query; fla's in-kernel L2 norm is off (the layer
+    normalises). Shapes: ``q, k, p: [B, T, H, K]``, ``v: [B, T, H, V]``, ``beta, g: [B, T, H]``.
+    """
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    state_dtype = q.dtype if state is None else state.dtype
+    q, k, p = (t.to(v.dtype) for t in (q, k, p))
+    kernel = kernel or _kernel("chunk_comba")
+    o, S = kernel(q, k, v, p, g, beta, scale=scale, initial_state=_state_in(state), output_final_state=True)
     return o.to(v.dtype), S.to(state_dtype)
