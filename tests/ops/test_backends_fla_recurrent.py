@@ -23,6 +23,7 @@ import mixerlab
 from mixerlab.errors import ConfigError
 from mixerlab.ops.backends import fla as backend
 from mixerlab.ops.comba import comba_reference
+from mixerlab.ops.deltaproduct import deltaproduct_reference
 from mixerlab.ops.kda import kda_reference
 from mixerlab.ops.linear_scan import linear_scan_reference
 from mixerlab.ops.rwkv7 import rwkv7_reference
@@ -42,7 +43,7 @@ def _naive(op: str, filename: str = "naive") -> ModuleType | None:
 
 
 HGRN, KDA, DPLR = _naive("hgrn"), _naive("kda"), _naive("generalized_delta_rule/dplr")
-COMBA = _naive("comba")
+COMBA, DELTAPRODUCT = _naive("comba"), _naive("gated_delta_product")
 needs_fla = pytest.mark.skipif(HGRN is None, reason="flash-linear-attention is not installed")
 TOL = {"rtol": 2e-4, "atol": 2e-5}  # float32 rounding of fla's references
 B, T, H = 2, 19, 3
@@ -76,12 +77,30 @@ def comba_as_kernel(q, k, v, p, g, beta, scale=None, initial_state=None, output_
     return COMBA.naive_recurrent_comba(q, k, v, p, beta, g, scale, initial_state, output_final_state)
 
 
+def deltaproduct_as_kernel(
+    q, k, v, g, beta, num_householder, scale=None, initial_state=None, output_final_state=False
+):
+    """``chunk_gated_delta_product``'s signature on ``naive_recurrent_gated_delta_product``."""
+    return DELTAPRODUCT.naive_recurrent_gated_delta_product(
+        q,
+        k,
+        v,
+        g,
+        beta,
+        scale,
+        initial_state=initial_state,
+        output_final_state=output_final_state,
+        num_householder=num_householder,
+    )
+
+
 KERNELS = {
     "chunk_hgrn": hgrn_as_kernel,
     "fused_recurrent_hgrn": hgrn_as_kernel,
     "chunk_kda": kda_as_kernel,
     "chunk_rwkv7": rwkv7_as_kernel,
     "chunk_comba": comba_as_kernel,
+    "chunk_gated_delta_product": deltaproduct_as_kernel,
 }
 
 
@@ -267,12 +286,57 @@ def test_comba_mapping_with_gate_and_beta_in_the_reference_order_fails():
     assert not _close(o, o_ref)
 
 
+# --- Gated DeltaProduct ------------------------------------------------------------------------
+
+
+def _deltaproduct_inputs(seed: int, n_h: int = 3, K: int = 4, V: int = 6):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.nn.functional.normalize(rand(B, T, H, K, generator=g), dim=-1)
+    k = torch.nn.functional.normalize(rand(B, T, n_h, H, K, generator=g), dim=-1)
+    v = rand(B, T, n_h, H, V, generator=g)
+    beta = 2 * torch.rand(B, T, n_h, H, generator=g, dtype=torch.float64)
+    log_decay = -torch.rand(B, T, H, generator=g, dtype=torch.float64)
+    return q, k, v, beta, log_decay, rand(B, H, K, V, generator=g)
+
+
+@needs_fla
+@pytest.mark.parametrize("gated", [False, True])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_deltaproduct_mapping_matches_reference(gated, with_state):
+    q, k, v, beta, g, S0 = _deltaproduct_inputs(11)
+    g, S0 = (g if gated else None), (S0 if with_state else None)
+    o, S = backend.deltaproduct_fla(q, k, v, beta, g, state=S0, kernel=deltaproduct_as_kernel)
+    o_ref, S_ref = deltaproduct_reference(q, k, v, beta, g, state=S0)
+    torch.testing.assert_close(o, o_ref, **TOL)
+    torch.testing.assert_close(S, S_ref, **TOL)
+
+
+@needs_fla
+def test_deltaproduct_mapping_with_steps_in_the_wrong_order_fails():
+    """The ``n_h`` steps flattened head-major (``(n t)`` instead of ``(t n)``) are caught."""
+    q, k, v, beta, g, S0 = _deltaproduct_inputs(12)
+    o_ref, _ = deltaproduct_reference(q, k, v, beta, g, state=S0)
+    n_h = k.shape[2]
+
+    def step_major(t):  # [B, T, n_h, ...] reordered so that the kernel reads (n t) as (t n)
+        return t.transpose(1, 2).reshape(t.shape).contiguous()
+
+    o, _ = backend.deltaproduct_fla(
+        q, step_major(k), step_major(v), step_major(beta), g, state=S0, kernel=deltaproduct_as_kernel
+    )
+    assert n_h > 1 and not _close(o, o_ref)
+
+
 # --- whole layers -------------------------------------------------------------------------------
 
 LAYERS = {
     "hgrn": ({"dim": 8, "lower_bound": 0.25, "chunk_size": 8}, "hgrn"),
     "hgrn_no_bound": ({"dim": 8, "chunk_size": 8}, "hgrn"),
     "kda": ({"dim": 16, "num_heads": 2, "chunk_size": 8}, "kda"),
+    "gated_deltaproduct": (
+        {"dim": 16, "num_heads": 2, "chunk_size": 7, "num_householder": 2},
+        "deltaproduct",
+    ),
     "comba": ({"dim": 16, "num_heads": 2, "chunk_size": 8}, "comba"),
     "rwkv7": ({"dim": 16, "num_heads": 2, "chunk_size": 8, "low_rank_dim": 4}, "rwkv7"),
 }

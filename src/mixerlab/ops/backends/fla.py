@@ -31,6 +31,9 @@ RWKV-7 (``rwkv7``)          ``chunk_rwkv7`` (generalized delta    ``a = -kappa``
                                                                   ``lower_bound`` (64-step chunks)
 Comba (``comba``)           ``chunk_comba``                       ``(p, beta, g)`` passed as fla's
                                                                   ``(p, g, beta)``; scale ``K^-1/2``
+DeltaProduct               ``chunk_gated_delta_product``         the ``n_h`` steps of a token as
+(``gated_deltaproduct``)                                          consecutive rows ``t n_h + j``;
+                                                                  gate and query once per token
 HGRN (``hgrn``, complex)    ``chunk_hgrn`` (real decay)           ``h_t = e^{i theta t} g_t``: the
                                                                   phase moves onto the inputs, re
                                                                   and im are 2 real channels
@@ -50,8 +53,8 @@ mixerlab's normalised linear attention carries ``z`` as an extra value column of
 ``layers/token_mixers/linear_attention.py``), so it needs no separate normaliser kernel.
 
 A known defect is routed around, never computed through: fla refuses the backward of the gated
-``chunk_bwd_dqkwg`` (used by ``chunk_simple_gla`` with a gate, ``chunk_gated_delta_rule`` and
-``chunk_comba``) on
+``chunk_bwd_dqkwg`` (used by ``chunk_simple_gla`` with a gate, ``chunk_gated_delta_rule``,
+``chunk_gated_delta_product`` and ``chunk_comba``) on
 Hopper GPUs with Triton >= 3.4.0 and < 3.7.1, because that Triton miscompiles it. There the
 layer falls back to mixerlab's own form, with a warning, whenever gradients are needed.
 """
@@ -503,4 +506,46 @@ def comba_fla(
     q, k, p = (t.to(v.dtype) for t in (q, k, p))
     kernel = kernel or _kernel("chunk_comba")
     o, S = kernel(q, k, v, p, g, beta, scale=scale, initial_state=_state_in(state), output_final_state=True)
+    return o.to(v.dtype), S.to(state_dtype)
+
+
+def deltaproduct_fla(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    beta: Tensor,
+    g: Tensor | None = None,
+    *,
+    state: Tensor | None = None,
+    scale: float | None = None,
+    kernel: Callable[..., tuple[Tensor, Tensor]] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """(Gated) DeltaProduct (arXiv:2502.10297) on fla's ``chunk_gated_delta_product``, with the
+    contract of :func:`mixerlab.ops.deltaproduct.deltaproduct_chunk`: per token, the state is
+    decayed once by ``exp(g_t)`` and then takes ``n_h`` delta-rule steps, read after the last.
+
+    fla takes the ``n_h`` keys, values and learning rates of a token as consecutive steps of one
+    sequence (``[B, T n_h, H, *]``, token ``t``'s step ``j`` at ``t n_h + j``), the gate and the
+    query once per token: mixerlab's ``[B, T, n_h, H, *]`` flattened in that order. Shapes: ``q:
+    [B, T, H, K]``, ``k: [B, T, n_h, H, K]``, ``v: [B, T, n_h, H, V]``, ``beta: [B, T, n_h, H]``,
+    ``g: [B, T, H]`` or ``None``; state ``[B, H, K, V]``.
+    """
+    n_h = k.shape[2]
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    state_dtype = q.dtype if state is None else state.dtype
+    q, k = q.to(v.dtype), k.to(v.dtype)
+    k, v = (rearrange(t, "b t n h d -> b (t n) h d") for t in (k, v))
+    beta = rearrange(beta, "b t n h -> b (t n) h")
+    kernel = kernel or _kernel("chunk_gated_delta_product")
+    o, S = kernel(
+        q,
+        k,
+        v,
+        g,
+        beta,
+        num_householder=n_h,
+        scale=scale,
+        initial_state=_state_in(state),
+        output_final_state=True,
+    )
     return o.to(v.dtype), S.to(state_dtype)
