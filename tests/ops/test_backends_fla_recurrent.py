@@ -24,6 +24,7 @@ from mixerlab.errors import ConfigError
 from mixerlab.ops.backends import fla as backend
 from mixerlab.ops.comba import comba_reference
 from mixerlab.ops.deltaproduct import deltaproduct_reference
+from mixerlab.ops.gsa import gsa_reference
 from mixerlab.ops.kda import kda_reference
 from mixerlab.ops.linear_scan import linear_scan_reference
 from mixerlab.ops.rwkv7 import rwkv7_reference
@@ -43,7 +44,7 @@ def _naive(op: str, filename: str = "naive") -> ModuleType | None:
 
 
 HGRN, KDA, DPLR = _naive("hgrn"), _naive("kda"), _naive("generalized_delta_rule/dplr")
-COMBA, DELTAPRODUCT = _naive("comba"), _naive("gated_delta_product")
+COMBA, DELTAPRODUCT, GSA = _naive("comba"), _naive("gated_delta_product"), _naive("gsa")
 needs_fla = pytest.mark.skipif(HGRN is None, reason="flash-linear-attention is not installed")
 TOL = {"rtol": 2e-4, "atol": 2e-5}  # float32 rounding of fla's references
 B, T, H = 2, 19, 3
@@ -94,6 +95,11 @@ def deltaproduct_as_kernel(
     )
 
 
+def gsa_as_kernel(q, k, v, s, g=None, scale=None, initial_state=None, output_final_state=False):
+    """``chunk_gsa``'s signature is ``naive_recurrent_gsa``'s."""
+    return GSA.naive_recurrent_gsa(q, k, v, s, g, scale, initial_state, output_final_state)
+
+
 KERNELS = {
     "chunk_hgrn": hgrn_as_kernel,
     "fused_recurrent_hgrn": hgrn_as_kernel,
@@ -101,6 +107,7 @@ KERNELS = {
     "chunk_rwkv7": rwkv7_as_kernel,
     "chunk_comba": comba_as_kernel,
     "chunk_gated_delta_product": deltaproduct_as_kernel,
+    "chunk_gsa": gsa_as_kernel,
 }
 
 
@@ -327,6 +334,44 @@ def test_deltaproduct_mapping_with_steps_in_the_wrong_order_fails():
     assert n_h > 1 and not _close(o, o_ref)
 
 
+# --- Gated Slot Attention ----------------------------------------------------------------------
+
+
+def _gsa_inputs(seed: int, K: int = 4, V: int = 6, M: int = 5):
+    g = torch.Generator().manual_seed(seed)
+    q, k = rand(B, T, H, K, generator=g), rand(B, T, H, K, generator=g)
+    v = rand(B, T, H, V, generator=g)
+    log_alpha = torch.nn.functional.logsigmoid(rand(B, T, H, M, generator=g) + 1.0)
+    return q, k, v, log_alpha, rand(B, H, M, K, generator=g), rand(B, H, M, V, generator=g)
+
+
+@needs_fla
+@pytest.mark.parametrize("with_state", [False, True])
+def test_gsa_mapping_matches_reference(with_state):
+    q, k, v, log_alpha, Ks0, Vs0 = _gsa_inputs(13)
+    slots = {"key_slots": Ks0, "value_slots": Vs0} if with_state else {}
+    o, Ks, Vs = backend.gsa_fla(q, k, v, log_alpha, **slots, kernel=gsa_as_kernel)
+    o_ref, Ks_ref, Vs_ref = gsa_reference(q, k, v, log_alpha, **slots)
+    assert Ks.shape == Ks_ref.shape and Vs.shape == Vs_ref.shape
+    torch.testing.assert_close(o, o_ref, **TOL)
+    torch.testing.assert_close(Ks, Ks_ref, **TOL)
+    torch.testing.assert_close(Vs, Vs_ref, **TOL)
+
+
+@needs_fla
+def test_gsa_mapping_with_fla_gate_in_place_of_the_write_fails():
+    """Letting fla derive ``s`` and ``g`` from one input (its ABC gate, ``g=None``) is a
+    different model: caught."""
+    q, k, v, log_alpha, Ks0, Vs0 = _gsa_inputs(14)
+    o_ref, _, _ = gsa_reference(q, k, v, log_alpha, key_slots=Ks0, value_slots=Vs0)
+
+    def abc_gate(q, k, v, s, g=None, **kwargs):
+        return gsa_as_kernel(q, k, v, log_alpha, None, **kwargs)
+
+    o, _, _ = backend.gsa_fla(q, k, v, log_alpha, key_slots=Ks0, value_slots=Vs0, kernel=abc_gate)
+    assert not _close(o, o_ref)
+
+
 # --- whole layers -------------------------------------------------------------------------------
 
 LAYERS = {
@@ -337,6 +382,7 @@ LAYERS = {
         {"dim": 16, "num_heads": 2, "chunk_size": 7, "num_householder": 2},
         "deltaproduct",
     ),
+    "gsa": ({"dim": 16, "num_heads": 2, "num_slots": 6, "chunk_size": 8}, "gsa"),
     "comba": ({"dim": 16, "num_heads": 2, "chunk_size": 8}, "comba"),
     "rwkv7": ({"dim": 16, "num_heads": 2, "chunk_size": 8, "low_rank_dim": 4}, "rwkv7"),
 }

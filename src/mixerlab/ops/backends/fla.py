@@ -34,6 +34,9 @@ Comba (``comba``)           ``chunk_comba``                       ``(p, beta, g)
 DeltaProduct               ``chunk_gated_delta_product``         the ``n_h`` steps of a token as
 (``gated_deltaproduct``)                                          consecutive rows ``t n_h + j``;
                                                                   gate and query once per token
+gated slots (``gsa``)       ``chunk_gsa``                         ``s = 1 - alpha``, ``g = log
+                                                                  alpha``, ``scale=1``; key slots
+                                                                  transposed to fla's ``[K, M]``
 HGRN (``hgrn``, complex)    ``chunk_hgrn`` (real decay)           ``h_t = e^{i theta t} g_t``: the
                                                                   phase moves onto the inputs, re
                                                                   and im are 2 real channels
@@ -549,3 +552,42 @@ def deltaproduct_fla(
         output_final_state=True,
     )
     return o.to(v.dtype), S.to(state_dtype)
+
+
+def gsa_fla(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    log_alpha: Tensor,
+    *,
+    key_slots: Tensor | None = None,
+    value_slots: Tensor | None = None,
+    kernel: Callable[..., tuple[Tensor, Any]] | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gated slot attention (arXiv:2409.07146) on fla's ``chunk_gsa``, with the contract of
+    :func:`mixerlab.ops.gsa.gsa_chunk`::
+
+        K_t = diag(alpha_t) K_{t-1} + (1 - alpha_t)^T k_t,   V_t = diag(alpha_t) V_{t-1} + (1 - alpha_t)^T v_t
+        o_t = V_t^T softmax(K_t q_t)
+
+    fla writes the slots with ``s`` and decays them with the log gate ``g``: ``s = 1 - alpha_t``
+    (as ``-expm1(log_alpha)``, exact near 1) and ``g = log_alpha``, given explicitly so fla's
+    own ABC-style gate is off; ``scale=1`` (the layer scales ``q``). fla's key state is ``[K, M]``,
+    the transpose of mixerlab's ``key_slots: [B, H, M, K]``; its value state is ``[M, V]`` as is.
+    Shapes: ``q, k: [B, T, H, K]``, ``v: [B, T, H, V]``, ``log_alpha: [B, T, H, M]``; returns
+    ``(o: [B, T, H, V], key_slots, value_slots)``.
+    """
+    B, _, H, K = q.shape
+    M, V = log_alpha.shape[-1], v.shape[-1]
+    dtype = q.dtype if key_slots is None else key_slots.dtype
+    if key_slots is None:
+        key_slots = q.new_zeros(B, H, M, K)
+    if value_slots is None:
+        value_slots = v.new_zeros(B, H, M, V)
+    q, k = q.to(v.dtype), k.to(v.dtype)
+    s = (-torch.expm1(log_alpha)).to(v.dtype)
+    g = log_alpha if log_alpha.dtype == torch.float64 else log_alpha.float()
+    kernel = kernel or _kernel("chunk_gsa")
+    states = (_state_in(key_slots.transpose(-1, -2)), _state_in(value_slots))
+    o, (hk, hv) = kernel(q, k, v, s, g, scale=1.0, initial_state=states, output_final_state=True)
+    return o.to(v.dtype), hk.transpose(-1, -2).to(dtype), hv.to(dtype)
