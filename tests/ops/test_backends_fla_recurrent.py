@@ -27,6 +27,7 @@ from mixerlab.ops.deltaproduct import deltaproduct_reference
 from mixerlab.ops.gsa import gsa_reference
 from mixerlab.ops.kda import kda_reference
 from mixerlab.ops.linear_scan import linear_scan_reference
+from mixerlab.ops.log_linear import log_linear_chunk, log_linear_reference
 from mixerlab.ops.rwkv7 import rwkv7_reference
 
 
@@ -45,6 +46,7 @@ def _naive(op: str, filename: str = "naive") -> ModuleType | None:
 
 HGRN, KDA, DPLR = _naive("hgrn"), _naive("kda"), _naive("generalized_delta_rule/dplr")
 COMBA, DELTAPRODUCT, GSA = _naive("comba"), _naive("gated_delta_product"), _naive("gsa")
+LOG_LINEAR = _naive("log_linear_attn")
 needs_fla = pytest.mark.skipif(HGRN is None, reason="flash-linear-attention is not installed")
 TOL = {"rtol": 2e-4, "atol": 2e-5}  # float32 rounding of fla's references
 B, T, H = 2, 19, 3
@@ -100,6 +102,15 @@ def gsa_as_kernel(q, k, v, s, g=None, scale=None, initial_state=None, output_fin
     return GSA.naive_recurrent_gsa(q, k, v, s, g, scale, initial_state, output_final_state)
 
 
+def log_linear_as_kernel(
+    q, k, v, g, level_scales, initial_state=None, output_final_state=False, cu_seqlens=None, scale=1.0
+):
+    """``chunk_log_linear_attn``'s signature on ``naive_log_linear_attn`` (outputs only; the
+    mapping never asks for fla's state)."""
+    assert initial_state is None and not output_final_state
+    return LOG_LINEAR.naive_log_linear_attn(q, k, v, g, level_scales, scale=scale), None
+
+
 KERNELS = {
     "chunk_hgrn": hgrn_as_kernel,
     "fused_recurrent_hgrn": hgrn_as_kernel,
@@ -108,6 +119,7 @@ KERNELS = {
     "chunk_comba": comba_as_kernel,
     "chunk_gated_delta_product": deltaproduct_as_kernel,
     "chunk_gsa": gsa_as_kernel,
+    "chunk_log_linear_attn": log_linear_as_kernel,
 }
 
 
@@ -372,6 +384,60 @@ def test_gsa_mapping_with_fla_gate_in_place_of_the_write_fails():
     assert not _close(o, o_ref)
 
 
+# --- log-linear Mamba-2 -------------------------------------------------------------------------
+
+
+def _log_linear_inputs(seed: int, T_: int = T, P: int = 4, N: int = 6, L: int = 8):
+    g = torch.Generator().manual_seed(seed)
+    x, B_, C_ = rand(B, T_, H, P, generator=g), rand(B, T_, N, generator=g), rand(B, T_, N, generator=g)
+    dt = torch.rand(B, T_, H, generator=g, dtype=torch.float64)
+    A = -torch.rand(H, generator=g, dtype=torch.float64)
+    lam = torch.rand(B, T_, H, L, generator=g, dtype=torch.float64) * 2
+    return x, dt, A, B_, C_, lam
+
+
+@needs_fla
+@pytest.mark.parametrize("T_", [1, 16, 19, 32])  # powers of two fill a new top level
+def test_log_linear_mapping_matches_reference(T_):
+    args = _log_linear_inputs(15, T_)
+    y, states = backend.log_linear_fla(*args, kernel=log_linear_as_kernel)
+    y_ref, states_ref = log_linear_reference(*args)
+    assert states.shape == states_ref.shape
+    torch.testing.assert_close(y, y_ref, **TOL)
+    torch.testing.assert_close(states, states_ref, **TOL)
+
+
+@needs_fla
+def test_log_linear_mapping_continues_on_mixerlabs_form():
+    """The buckets the mapping forms are the state mixerlab's chunked form continues from."""
+    args = _log_linear_inputs(16, 29)
+    y_ref, states_ref = log_linear_reference(*args)
+    # A: [H] is per head, every other input per token
+    head, tail = ([t if t.dim() == 1 else t[:, part] for t in args] for part in (slice(13), slice(13, None)))
+    y1, states1 = backend.log_linear_fla(*head, kernel=log_linear_as_kernel)
+    y2, states2 = log_linear_chunk(*tail, states=states1, position=13, chunk_size=8)
+    torch.testing.assert_close(torch.cat([y1, y2], dim=1), y_ref, **TOL)
+    torch.testing.assert_close(states2, states_ref, **TOL)
+
+
+@needs_fla
+def test_log_linear_mapping_with_levels_off_by_one_fails():
+    """Level scales shifted by one level (fla's level 0 read as mixerlab's level 1) are caught."""
+    args = _log_linear_inputs(17)
+    y_ref, _ = log_linear_reference(*args)
+
+    def shifted(q, k, v, g, level_scales, **kwargs):
+        return log_linear_as_kernel(q, k, v, g, level_scales.roll(1, dims=-1), **kwargs)
+
+    y, _ = backend.log_linear_fla(*args, kernel=shifted)
+    assert not _close(y, y_ref)
+
+
+def test_log_linear_refuses_fla_for_sizes_its_kernel_cannot_take():
+    with pytest.raises(ConfigError, match="state_dim"):
+        mixerlab.create_token_mixer("log_linear", dim=16, head_dim=8, state_dim=16, backend="fla")
+
+
 # --- whole layers -------------------------------------------------------------------------------
 
 LAYERS = {
@@ -383,6 +449,10 @@ LAYERS = {
         "deltaproduct",
     ),
     "gsa": ({"dim": 16, "num_heads": 2, "num_slots": 6, "chunk_size": 8}, "gsa"),
+    "log_linear": (
+        {"dim": 8, "expand": 2, "head_dim": 8, "state_dim": 64, "num_levels": 8, "chunk_size": 4},
+        "log_linear",
+    ),
     "comba": ({"dim": 16, "num_heads": 2, "chunk_size": 8}, "comba"),
     "rwkv7": ({"dim": 16, "num_heads": 2, "chunk_size": 8, "low_rank_dim": 4}, "rwkv7"),
 }

@@ -37,6 +37,9 @@ DeltaProduct               ``chunk_gated_delta_product``         the ``n_h`` ste
 gated slots (``gsa``)       ``chunk_gsa``                         ``s = 1 - alpha``, ``g = log
                                                                   alpha``, ``scale=1``; key slots
                                                                   transposed to fla's ``[K, M]``
+log-linear Mamba-2          ``chunk_log_linear_attn``             as SSD, ``level_scales = lambda``;
+(``log_linear``)                                                  from the first token only: the
+                                                                  bucket states do not map (below)
 HGRN (``hgrn``, complex)    ``chunk_hgrn`` (real decay)           ``h_t = e^{i theta t} g_t``: the
                                                                   phase moves onto the inputs, re
                                                                   and im are 2 real channels
@@ -591,3 +594,61 @@ def gsa_fla(
     states = (_state_in(key_slots.transpose(-1, -2)), _state_in(value_slots))
     o, (hk, hv) = kernel(q, k, v, s, g, scale=1.0, initial_state=states, output_final_state=True)
     return o.to(v.dtype), hk.transpose(-1, -2).to(dtype), hv.to(dtype)
+
+
+def log_linear_fla(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B_: Tensor,
+    C_: Tensor,
+    lam: Tensor,
+    *,
+    kernel: Callable[..., tuple[Tensor, Any]] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Log-linear Mamba-2 (arXiv:2506.04761) from the first token on fla's
+    ``chunk_log_linear_attn``, with the contract of :func:`mixerlab.ops.log_linear.log_linear_chunk`
+    at ``position=0`` and no states::
+
+        y_t = sum_{s <= t} lambda_t^(l(t, s)) exp(sum_{r=s+1..t} dt_r A) (C_t . B_s) dt_s x_s
+
+    fla's level of ``(t, s)`` is the same Fenwick bucket (``bit_length(t xor s)``; its mask is
+    written as ranges), with ``q = C``, ``k = B`` (one key group shared by the heads), ``v = dt
+    x``, ``g = dt A``, ``level_scales = lambda`` and ``scale=1``. The states do not map: fla
+    carries buckets of whole 64-token chunks plus the raw inputs of the unfinished chunk, mixerlab
+    the per-token buckets of the last query (which a decoding step updates), and neither can be
+    rebuilt from the other's sums. So a continued call (states given) stays on mixerlab's form,
+    and the final buckets here are formed directly: bucket ``l`` of the last query ``e = T - 1``
+    holds the contiguous block of tokens ``s`` with ``bit_length(e xor s) = l``, each weighted by
+    its decay to ``e``. Shapes: ``x: [B, T, H, P]``, ``dt: [B, T, H]``, ``A: [H]``, ``B_, C_:
+    [B, T, N]``, ``lam: [B, T, H, L]``; returns ``(y: [B, T, H, P], states: [B, L', H, P, N])``
+    with ``L' = num_levels_after(T)``.
+    """
+    batch, T, H, P = x.shape
+    u = dt[..., None] * x  # [B, T, H, P]
+    log_decay = dt * A  # [B, T, H]
+    kernel = kernel or _kernel("chunk_log_linear_attn")
+    q, k = C_[:, :, None].to(u.dtype), B_[:, :, None].to(u.dtype)
+    g = log_decay if log_decay.dtype == torch.float64 else log_decay.float()
+    y, _ = kernel(q, k, u, g, lam.to(u.dtype), scale=1.0)
+    # decay from token s to the last one: sum_{r=s+1..T-1} dt_r A, as a reversed cumulative sum
+    to_end = log_decay.flip(1).cumsum(1).flip(1) - log_decay  # [B, T, H], <= 0
+    weighted = u * to_end.exp()[..., None]
+    end = T - 1
+    buckets = [torch.einsum("bhp,bn->bhpn", weighted[:, end], B_[:, end])]  # level 0: s = e
+    for level in range(1, max(end, 0).bit_length() + 1):
+        half = 1 << (level - 1)
+        if not end & half:  # bit l-1 of e clear: the bucket is empty
+            buckets.append(buckets[0].new_zeros(batch, H, P, B_.shape[-1]))
+            continue
+        stop = end - end % half
+        buckets.append(
+            torch.einsum("bshp,bsn->bhpn", weighted[:, stop - half : stop], B_[:, stop - half : stop])
+        )
+    return y.to(x.dtype), torch.stack(buckets, dim=1).to(x.dtype)
+
+
+def log_linear_fits(seq_len: int, head_dim: int, state_dim: int) -> bool:
+    """Whether ``chunk_log_linear_attn`` takes these sizes: a power-of-two value width (``P``), a
+    key width (``N``) in whole 64-wide blocks, and fewer than ``2^16`` tokens (its level cap)."""
+    return head_dim & (head_dim - 1) == 0 and state_dim % 64 == 0 and seq_len < 2**16
