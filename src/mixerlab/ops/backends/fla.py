@@ -31,7 +31,7 @@ RWKV-7 (``rwkv7``)          ``chunk_rwkv7`` (generalized delta    ``a = -kappa``
                                                                   ``lower_bound`` (64-step chunks)
 Comba (``comba``)           ``chunk_comba``                       ``(p, beta, g)`` passed as fla's
                                                                   ``(p, g, beta)``; scale ``K^-1/2``
-DeltaProduct               ``chunk_gated_delta_product``         the ``n_h`` steps of a token as
+DeltaProduct                ``chunk_gated_delta_product``         the ``n_h`` steps of a token as
 (``gated_deltaproduct``)                                          consecutive rows ``t n_h + j``;
                                                                   gate and query once per token
 gated slots (``gsa``)       ``chunk_gsa``                         ``s = 1 - alpha``, ``g = log
@@ -47,6 +47,22 @@ selective scan (``mamba``)  ``chunk_gla``                         one head per c
                                                                   ``k = B``, ``v = dt x`` (one
                                                                   value), ``g = dt A``
 ==========================  ====================================  =================================
+
+Not mapped, and why:
+
+- ``mesanet`` (``chunk_mesa_net``): fla solves ``(H^kk_t + Lambda) x_t = q_t`` by a fixed
+  number of conjugate-gradient steps whose step sizes carry ``1e-5`` guards (``alpha = |r|^2 /
+  (p^T A p + 1e-5)``), so the iteration stalls once ``|r|^2`` nears ``1e-5``; mixerlab's op
+  solves exactly (Cholesky). fla's reference CG (``naive_mesa_net_CG``, the kernel's algorithm
+  and guards) against mixerlab's exact op, ``K = 64``, ``T = 256`` or ``512``, unit-norm ``q,
+  k``, ``lambda`` 0.25 to 1: relative output errors of 5e-4 to 1e-3 with fla's 30 steps, still
+  3e-4 to 7e-4 with 64 (``benchmarks/mesa_cg_agreement.py``). That is fla's CG tolerance, but
+  a thousand times float32's rounding, so ``backend="auto"`` would change results silently; the
+  layer keeps its exact solve.
+- ``log_linear`` states: fla's state is a Fenwick tree over whole 64-token chunks plus the raw
+  inputs of the unfinished chunk; mixerlab's is the per-token buckets of the last query (which a
+  one-token step updates). Neither is a function of the other's sums, so only calls from the
+  first token (training, prefill) are mapped; their final buckets are formed directly.
 
 Shared by all: both libraries use ``[B, T, H, K]`` inputs (fla >= 0.2 is not head-first) and a
 state ``[B, H, K, V]`` (key side first; fla's ``state_v_first=False``), so no transposes are
