@@ -480,7 +480,7 @@ def test_layer_on_the_fla_path_equals_the_torch_path(case, monkeypatch):
     y_torch, y2_torch, state_torch, grads_torch = run()
     calls = []
     monkeypatch.setattr(backend, "_kernel", lambda kernel: calls.append(kernel) or KERNELS[kernel])
-    monkeypatch.setattr(f"mixerlab.layers.token_mixers.{module}.use_fla", lambda owner, choice, x: True)
+    monkeypatch.setattr(f"mixerlab.layers.token_mixers.{module}.use_fla", lambda owner, choice, x, **kw: True)
     y_fla, y2_fla, state_fla, grads_fla = run()
     assert calls, "the fla path was not taken"
     torch.testing.assert_close(y_fla, y_torch, **TOL)
@@ -489,6 +489,15 @@ def test_layer_on_the_fla_path_equals_the_torch_path(case, monkeypatch):
         torch.testing.assert_close(state_fla[key], state_torch[key], **TOL)
     for grad_fla, grad_torch in zip(grads_fla, grads_torch):
         torch.testing.assert_close(grad_fla, grad_torch, **TOL)
+
+
+@needs_fla
+def test_a_kernel_that_refuses_float32_names_the_dtypes_it_takes():
+    """``chunk_gated_delta_product`` asserts 16-bit inputs: ``"fla"`` says so, ``"auto"`` falls back."""
+    x = torch.randn(1, 4, 8)
+    with pytest.raises(ConfigError, match=r"backend='fla'.*\['torch.bfloat16', 'torch.float16'\]"):
+        backend.use_fla("gated_deltaproduct", "fla", x, dtypes=backend.FLA_HALF_DTYPES)
+    assert not backend.use_fla("gated_deltaproduct", "auto", x, dtypes=backend.FLA_HALF_DTYPES)
 
 
 @pytest.mark.parametrize("case", sorted(LAYERS))

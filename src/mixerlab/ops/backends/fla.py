@@ -101,6 +101,8 @@ from mixerlab.errors import check, check_choice
 BACKENDS = ("auto", "torch", "fla")
 #: dtypes fla's kernels take (Triton's ``tl.dot`` has no float64).
 FLA_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+#: ... and those of the kernels that refuse float32 (``chunk_gated_delta_product``).
+FLA_HALF_DTYPES = (torch.bfloat16, torch.float16)
 _INSTALL = "fla is not installed (pip install 'mixerlab[fla]': fla-core, whose kernels need Triton)"
 
 
@@ -117,22 +119,23 @@ def check_backend(owner: str, backend: Any) -> None:
     )
 
 
-def use_fla(owner: str, backend: str, x: Tensor) -> bool:
+def use_fla(owner: str, backend: str, x: Tensor, *, dtypes: tuple[torch.dtype, ...] = FLA_DTYPES) -> bool:
     """Whether this call of ``owner``'s fast mode goes to fla, for the input ``x``.
 
-    ``"fla"`` with an input the kernels cannot take (not on CUDA, or float64) is an error naming
-    the field; ``"auto"`` quietly takes mixerlab's path for such inputs.
+    ``"fla"`` with an input the kernels cannot take (not on CUDA, or a dtype outside ``dtypes``:
+    float64 always, float32 for kernels that refuse it) is an error naming the field; ``"auto"``
+    quietly takes mixerlab's path for such inputs.
     """
     if backend == "torch":
         return False
-    fits = x.is_cuda and x.dtype in FLA_DTYPES
+    fits = x.is_cuda and x.dtype in dtypes
     if backend == "fla":
         check(
             fits,
             owner,
             "backend",
             backend,
-            f"fla's Triton kernels need a CUDA input in {[str(d) for d in FLA_DTYPES]}; got "
+            f"fla's Triton kernels need a CUDA input in {[str(d) for d in dtypes]}; got "
             f"{x.device.type} {x.dtype} (use 'auto' to fall back to mixerlab's path)",
         )
         # imported now, so that a broken install is an error here, not a silent fallback
@@ -550,7 +553,8 @@ def deltaproduct_fla(
     sequence (``[B, T n_h, H, *]``, token ``t``'s step ``j`` at ``t n_h + j``), the gate and the
     query once per token: mixerlab's ``[B, T, n_h, H, *]`` flattened in that order. Shapes: ``q:
     [B, T, H, K]``, ``k: [B, T, n_h, H, K]``, ``v: [B, T, n_h, H, V]``, ``beta: [B, T, n_h, H]``,
-    ``g: [B, T, H]`` or ``None``; state ``[B, H, K, V]``.
+    ``g: [B, T, H]`` or ``None``; state ``[B, H, K, V]``. fla's kernel refuses float32 inputs
+    (``FLA_HALF_DTYPES``); its references stand in for it in float64 in the tests.
     """
     n_h = k.shape[2]
     scale = q.shape[-1] ** -0.5 if scale is None else scale
