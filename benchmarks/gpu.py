@@ -41,7 +41,9 @@ from mixerlab.registry import TOKEN_MIXERS
 
 # Measured first, so that a budget cut falls on the long tail: the mixers with peers.
 FIRST = ("attention", "gla", "deltanet", "gated_deltanet", "retention", "linear_attention", "based")
-FIRST += ("hgrn", "hgrn2", "rwkv6", "mamba", "mamba2", "mlstm", "mingru", "h3", "lstm", "slstm", "srwm")
+FIRST += ("hgrn", "hgrn2", "rwkv6", "mamba", "mamba2")
+FIRST += ("kda", "rwkv7", "comba", "gated_deltaproduct", "gsa", "log_linear", "mesanet")
+FIRST += ("mlstm", "mingru", "h3", "lstm", "slstm", "srwm")
 
 
 @dataclass
@@ -197,6 +199,25 @@ def peers(sizes: Sizes) -> list[tuple[str, str, Callable[[], nn.Module]]]:
         ("fla HGRNAttention (real-valued)", "hgrn", fla_layer("HGRNAttention")),
         ("fla RWKV6Attention", "rwkv6", fla_layer("RWKV6Attention", expand_k=1.0, expand_v=1.0)),
         ("mamba_ssm Mamba2", "mamba2", mamba_ssm),
+        ("fla KimiDeltaAttention", "kda", fla_layer("KimiDeltaAttention", head_dim=D // H, expand_v=1)),
+        ("fla RWKV7Attention", "rwkv7", fla_layer("RWKV7Attention", head_dim=D // H)),
+        ("fla Comba", "comba", fla_layer("Comba", head_dim=D // H, expand_v=2)),
+        (
+            "fla GatedDeltaProduct",
+            "gated_deltaproduct",
+            fla_layer("GatedDeltaProduct", head_dim=D // H, expand_v=2, num_householder=2),
+        ),
+        (
+            "fla GatedSlotAttention (output gate on)",
+            "gsa",
+            fla_layer("GatedSlotAttention", num_slots=64, use_output_gate=True),
+        ),
+        (
+            "fla LogLinearMamba2",
+            "log_linear",
+            fla_layer("LogLinearMamba2", num_heads=2 * D // 64, head_dim=64, state_size=64, expand=2),
+        ),
+        ("fla MesaNet (conjugate gradient)", "mesanet", fla_layer("MesaNet", head_dim=D // H)),
     ]
 
 
@@ -236,10 +257,13 @@ def run(device: torch.device, sizes: Sizes, budget_s: float, only: list[str] | N
         print(json.dumps(row), flush=True)
         return row
 
-    peer_list = [p for p in peers(sizes) if not only or p[1] in only]
-    for label, mixer, build in peer_list:
-        peer_rows.append({**timed(label, build, first_output), "mixer": mixer})
+    # each mixer's peers just before it, so that a budget cut falls on both alike
+    peers_of: dict[str, list[tuple[str, Callable[[], nn.Module]]]] = {}
+    for label, mixer, build in peers(sizes):
+        peers_of.setdefault(mixer, []).append((label, build))
     for name in order:
+        for label, build in peers_of.get(name, []):
+            peer_rows.append({**timed(label, build, first_output), "mixer": name})
         rows.append(timed(name, lambda name=name: build_mixer(name, sizes), mixer_call))
         if "backend" in TOKEN_MIXERS.entry(name).parameters():
             row = timed(

@@ -7,7 +7,8 @@ on one GPU); every check here also runs on the CPU.
    table and a series task on the device.
 2. The device-parametrised test suites, their ``device`` items only (``-k cuda``): the token-mixer
    contract in float64, bfloat16 training, ``lstm`` in train and eval mode, and
-   flash-linear-attention's kernels against the reference (tests/ops/test_backends_fla.py).
+   flash-linear-attention's kernels against the reference (tests/ops/test_backends_fla.py and
+   tests/ops/test_backends_fla_recurrent.py).
 3. benchmarks/gpu.py: every mixer's training throughput beside the installed peers and the bf16
    matmul rate, within ``--bench-budget`` seconds.
 
@@ -113,6 +114,7 @@ SUITES = (
     "tests/layers/token_mixers/test_low_precision.py",
     "tests/layers/token_mixers/test_rnn.py",
     "tests/ops/test_backends_fla.py",
+    "tests/ops/test_backends_fla_recurrent.py",
 )
 
 

@@ -18,6 +18,7 @@ from mixerlab.errors import check
 from mixerlab.layers.short_conv import ShortConv
 from mixerlab.layers.token_mixers.base import State, TokenMixer
 from mixerlab.layers.token_mixers.delta import DeltaState, check_delta_options
+from mixerlab.ops.backends.fla import check_backend, comba_fla, delta_rule_needs_fallback, use_fla
 from mixerlab.ops.comba import comba_chunk, comba_recurrent, comba_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -50,6 +51,8 @@ class Comba(DeltaState, TokenMixer):
     factor, 1 at init as Mamba-2's ``D``; the authors note 0.02 sometimes works better for small
     models). Values are ``expand=2`` times wider than keys. The fast form is the chunked
     diagonal-plus-rank-one UT transform shared with ``rwkv7`` (``ops.rwkv7.chunk``).
+    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): the chunk mode runs on fla's ``chunk_comba``
+    for CUDA inputs when installed (see :mod:`mixerlab.ops.backends.fla`).
     """
 
     modes = ("chunk", "reference")
@@ -64,9 +67,12 @@ class Comba(DeltaState, TokenMixer):
         chunk_size: int = 16,
         correction_factor: float = 1.0,
         norm_eps: float = 1e-5,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         name = "comba"
+        check_backend(name, backend)
+        self.backend = backend
         self.head_dim = check_delta_options(
             name, dim, num_heads, head_dim, expand, conv_size, chunk_size, norm_eps
         )
@@ -132,6 +138,8 @@ class Comba(DeltaState, TokenMixer):
             o = o[:, None]
         elif self.mode == "reference":
             o, S = comba_reference(q, k, v, p, beta, g, state=S0)
+        elif use_fla("comba", self.backend, x) and not delta_rule_needs_fallback("comba", q, k, v, beta, g):
+            o, S = comba_fla(q, k, v, p, beta, g, state=S0)
         else:
             o, S = comba_chunk(q, k, v, p, beta, g, state=S0, chunk_size=self.chunk_size)
         new_state["recurrent"] = S

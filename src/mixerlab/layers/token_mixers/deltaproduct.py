@@ -19,6 +19,13 @@ from mixerlab.errors import check_positive_int
 from mixerlab.layers.short_conv import ShortConv
 from mixerlab.layers.token_mixers.base import State, TokenMixer
 from mixerlab.layers.token_mixers.delta import DeltaState, check_bool, check_delta_options
+from mixerlab.ops.backends.fla import (
+    FLA_HALF_DTYPES,
+    check_backend,
+    delta_rule_needs_fallback,
+    deltaproduct_fla,
+    use_fla,
+)
 from mixerlab.ops.deltaproduct import deltaproduct_chunk, deltaproduct_recurrent, deltaproduct_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -51,7 +58,9 @@ class GatedDeltaProduct(DeltaState, TokenMixer):
     tracking) each factor can be a reflection. ``num_householder=1`` is ``gated_deltanet``, with
     the same parameter names and shapes. The fast form is the chunked gated delta rule
     (``ops.delta_rule``) over the interleaved sequence of length ``n_h T``; ``chunk_size`` counts
-    its steps.
+    its steps. ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): the chunk mode runs on fla's
+    ``chunk_gated_delta_product`` for CUDA inputs in 16 bits (the kernel refuses float32) when
+    installed (see :mod:`mixerlab.ops.backends.fla`).
     """
 
     modes = ("chunk", "reference")
@@ -67,9 +76,12 @@ class GatedDeltaProduct(DeltaState, TokenMixer):
         chunk_size: int = 64,
         allow_negative_eigenvalues: bool = True,
         norm_eps: float = 1e-5,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         name = "gated_deltaproduct"
+        check_backend(name, backend)
+        self.backend = backend
         self.head_dim = check_delta_options(
             name, dim, num_heads, head_dim, expand, conv_size, chunk_size, norm_eps
         )
@@ -127,6 +139,10 @@ class GatedDeltaProduct(DeltaState, TokenMixer):
             o = o[:, None]
         elif self.mode == "reference":
             o, S = deltaproduct_reference(q, k, v, beta, g, state=S0)
+        elif use_fla(
+            "gated_deltaproduct", self.backend, x, dtypes=FLA_HALF_DTYPES
+        ) and not delta_rule_needs_fallback("gated_deltaproduct", q, k, v, beta, g):
+            o, S = deltaproduct_fla(q, k, v, beta, g, state=S0)
         else:
             o, S = deltaproduct_chunk(q, k, v, beta, g, state=S0, chunk_size=self.chunk_size)
         new_state["recurrent"] = S

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
 from mixerlab.layers.token_mixers.linear_attention import head_norm
+from mixerlab.ops.backends.fla import check_backend, gsa_fla, use_fla
 from mixerlab.ops.gsa import gsa_chunk, gsa_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -44,6 +45,8 @@ class GatedSlotAttention(TokenMixer):
     with ``q, k = SiLU(x W_q), SiLU(x W_k)`` (the paper's Swish feature map) and ``q`` scaled by
     ``K^-1/2``. Defaults are the paper's: 64 slots, ``tau = 8``. Modes: ``"chunk"`` (two chunked
     passes, :func:`~mixerlab.ops.gsa.gsa_chunk`) and ``"reference"`` (per-step loop).
+    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): the chunk mode runs on fla's ``chunk_gsa``
+    for CUDA inputs when installed (see :mod:`mixerlab.ops.backends.fla`).
     """
 
     modes = ("chunk", "reference")
@@ -56,9 +59,12 @@ class GatedSlotAttention(TokenMixer):
         gate_temperature: float = 8.0,
         chunk_size: int = 16,
         bias: bool = False,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         name = "gsa"
+        check_backend(name, backend)
+        self.backend = backend
         self.head_dim = resolve_heads(name, dim, num_heads, None)
         check_positive_int(name, "num_slots", num_slots)
         check_positive_int(name, "chunk_size", chunk_size)
@@ -93,6 +99,8 @@ class GatedSlotAttention(TokenMixer):
         slots = {"key_slots": state["key_slots"], "value_slots": state["value_slots"]}
         if self.mode == "reference":
             o, Ks, Vs = gsa_reference(q, k, v, log_alpha, **slots)
+        elif x.shape[1] > 1 and use_fla("gsa", self.backend, x):
+            o, Ks, Vs = gsa_fla(q, k, v, log_alpha, **slots)
         else:
             o, Ks, Vs = gsa_chunk(q, k, v, log_alpha, **slots, chunk_size=self.chunk_size)
         o = rearrange(head_norm(o, self.norm_weight, self.norm_bias, eps=1e-5), "b t h v -> b t (h v)")

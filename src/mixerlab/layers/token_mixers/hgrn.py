@@ -6,12 +6,16 @@ and imaginary parts ``{"h": [B, D, 2]}``; gates and output before projection ``[
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
 from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer
+from mixerlab.ops.backends.fla import check_backend, hgrn_fla, use_fla
 from mixerlab.ops.linear_scan import (
     linear_scan_chunk,
     linear_scan_packed,
@@ -61,15 +65,27 @@ class HGRN(TokenMixer):
     1.2x faster (forward + backward, T=4096, one CPU thread).
 
     Modes: ``"scan"`` (chunked doubling scan, ``chunk_size`` steps per chunk) and
-    ``"reference"`` (per-step loop).
+    ``"reference"`` (per-step loop). ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): the scan
+    mode runs on fla's real-valued ``chunk_hgrn`` for CUDA inputs when installed, through an exact
+    change of variables that moves the phase onto the inputs (see
+    :func:`mixerlab.ops.backends.fla.hgrn_fla`); packed batches stay on mixerlab's scan.
     """
 
     modes = ("scan", "reference")
     packed = "native"
 
-    def __init__(self, dim: int, lower_bound: float = 0.0, chunk_size: int = 64, bias: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        lower_bound: float = 0.0,
+        chunk_size: int = 64,
+        bias: bool = True,
+        backend: str = "auto",
+    ) -> None:
         super().__init__()
         name = "hgrn"
+        check_backend(name, backend)
+        self.backend = backend
         check_positive_int(name, "dim", dim)
         check_positive_int(name, "chunk_size", chunk_size)
         check(
@@ -98,14 +114,28 @@ class HGRN(TokenMixer):
 
     def recurrence(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``a_t = lambda_t exp(i theta)`` and ``b_t = (1 - lambda_t) c_t``, both ``[B, T, D]`` complex."""
+        lam, b = self._decay_and_input(x, log=False)
+        return torch.polar(lam, self.theta.to(lam.dtype).expand_as(lam)), b
+
+    def _decay_and_input(self, x: Tensor, *, log: bool) -> tuple[Tensor, Tensor]:
+        """``lambda_t`` (or ``log lambda_t`` when ``log``): ``[B, T, D]`` real, and ``b_t = (1 -
+        lambda_t) c_t``: ``[B, T, D]`` complex."""
         lb = self.lower_bound
         # complex numbers need float32 at least (see ops/precision.py)
-        (lam,) = widen(lb + (1 - lb) * torch.sigmoid(self.forget_proj(x)))
+        (forget,) = widen(self.forget_proj(x))
+        lam = lb + (1 - lb) * torch.sigmoid(forget)
         # (re, im) interleaved in the projection's output, so b is scaled while real (complex
         # times real promotes to a complex product) and then read as complex without a copy.
         c = rearrange(nn.functional.silu(self.input_proj(x)), "b t (d two) -> b t d two", two=2)
         b = torch.view_as_complex(c.to(lam.dtype) * (1 - lam)[..., None])
-        return torch.polar(lam, self.theta.to(lam.dtype).expand_as(lam)), b
+        if not log:
+            return lam, b
+        # log lambda from log-sigmoid: log(sigmoid) underflows to -inf (and a NaN gradient) for
+        # strongly negative forget pre-activations, logsigmoid does not
+        log_lam = F.logsigmoid(forget)
+        if lb > 0:
+            log_lam = torch.logaddexp(log_lam + math.log1p(-lb), log_lam.new_tensor(math.log(lb)))
+        return log_lam, b
 
     def forward(
         self, x: Tensor, *, state: State | None = None, mask: Tensor | None = None
@@ -116,6 +146,9 @@ class HGRN(TokenMixer):
             h0 = torch.view_as_complex(state["h"].to(wide_dtype(x.dtype)).contiguous())
         if self.mode == "reference":
             h, last = linear_scan_reference(*self.recurrence(x), h0)
+        elif x.shape[1] > 1 and use_fla("hgrn", self.backend, x):
+            log_lam, b = self._decay_and_input(x, log=True)
+            h, last = hgrn_fla(log_lam, self.theta, b, h0)
         elif x.shape[1] == 1 and h0 is not None:
             a, b = self.recurrence(x)
             last = linear_scan_recurrent(a[:, 0], b[:, 0], h0)

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from mixerlab.layers.short_conv import ShortConv
 from mixerlab.layers.token_mixers.base import State, TokenMixer
 from mixerlab.layers.token_mixers.delta import DeltaState, check_bool, check_delta_options
+from mixerlab.ops.backends.fla import check_backend, delta_rule_fla, use_fla
 from mixerlab.ops.kda import kda_chunk, kda_recurrent, kda_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -48,7 +49,9 @@ class KimiDeltaAttention(DeltaState, TokenMixer):
     ``allow_negative_eigenvalues=True`` uses ``beta = 2 sigmoid(.)`` (arXiv:2411.12537). The fast
     form is the chunked diagonal-plus-rank-one UT transform shared with ``rwkv7``
     (``ops.rwkv7.chunk``); its pairwise per-channel decay factors cost ``chunk_size`` times the
-    input memory, hence the small default chunk.
+    input memory, hence the small default chunk. ``backend`` (``"auto"``, ``"torch"``, ``"fla"``):
+    the chunk mode runs on fla's ``chunk_kda`` for CUDA inputs when installed (see
+    :mod:`mixerlab.ops.backends.fla`).
     """
 
     modes = ("chunk", "reference")
@@ -63,9 +66,12 @@ class KimiDeltaAttention(DeltaState, TokenMixer):
         chunk_size: int = 16,
         allow_negative_eigenvalues: bool = False,
         norm_eps: float = 1e-5,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         name = "kda"
+        check_backend(name, backend)
+        self.backend = backend
         self.head_dim = check_delta_options(
             name, dim, num_heads, head_dim, expand, conv_size, chunk_size, norm_eps
         )
@@ -124,6 +130,8 @@ class KimiDeltaAttention(DeltaState, TokenMixer):
             o = o[:, None]
         elif self.mode == "reference":
             o, S = kda_reference(q, k, v, g, beta, state=S0)
+        elif use_fla("kda", self.backend, x):
+            o, S = delta_rule_fla(q, k, v, beta, g, state=S0)
         else:
             o, S = kda_chunk(q, k, v, g, beta, state=S0, chunk_size=self.chunk_size)
         new_state["recurrent"] = S

@@ -19,6 +19,7 @@ from mixerlab.errors import ConfigError, check, check_divisible, check_positive_
 from mixerlab.layers.short_conv import ShortConv
 from mixerlab.layers.token_mixers.base import State, TokenMixer
 from mixerlab.layers.token_mixers.mamba2 import init_mamba2_decay_, mamba2_inputs, mamba2_readout
+from mixerlab.ops.backends.fla import check_backend, log_linear_fits, log_linear_fla, use_fla
 from mixerlab.ops.log_linear import log_linear_chunk, log_linear_reference, num_levels_after
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -53,6 +54,12 @@ class LogLinearMamba2(TokenMixer):
 
     Modes: ``"chunk"`` (masked quadratic form inside chunks, bucket states between them; see
     :func:`~mixerlab.ops.log_linear.log_linear_chunk`) and ``"reference"`` (per-step Fenwick updates).
+    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): a call from the first token (no state: a
+    training step, a prefill) in chunk mode runs on fla's ``chunk_log_linear_attn`` for CUDA
+    inputs when installed and the sizes fit it (``head_dim`` a power of two, ``state_dim`` a
+    multiple of 64, fewer than ``2^16`` tokens); a call that continues a state runs on mixerlab's
+    form, because fla's chunk-level state does not map onto the per-token buckets (see
+    :func:`mixerlab.ops.backends.fla.log_linear_fla`).
     """
 
     modes = ("chunk", "reference")
@@ -67,9 +74,12 @@ class LogLinearMamba2(TokenMixer):
         num_levels: int = 24,
         chunk_size: int = 64,
         norm_eps: float = 1e-5,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         name = "log_linear"
+        check_backend(name, backend)
+        self.backend = backend
         for field, value in (
             ("dim", dim),
             ("expand", expand),
@@ -83,6 +93,14 @@ class LogLinearMamba2(TokenMixer):
         check(norm_eps > 0, name, "norm_eps", norm_eps, "expected > 0")
         inner = expand * dim
         check_divisible(name, "expand * dim", inner, "head_dim", head_dim)
+        check(
+            backend != "fla" or log_linear_fits(1, head_dim, state_dim),
+            name,
+            "backend",
+            backend,
+            f"fla's kernel needs head_dim a power of two and state_dim a multiple of 64; got "
+            f"head_dim={head_dim}, state_dim={state_dim} (use 'auto' or 'torch')",
+        )
         self.dim, self.inner, self.head_dim, self.state_dim = dim, inner, head_dim, state_dim
         self.num_heads, self.num_levels = inner // head_dim, num_levels
         self.chunk_size, self.norm_eps = chunk_size, norm_eps
@@ -127,6 +145,12 @@ class LogLinearMamba2(TokenMixer):
         args = (xs, dt, A, B_, C_, lam)
         if self.mode == "reference":
             y, levels = log_linear_reference(*args, states=levels, position=position)
+        elif (
+            state is None
+            and log_linear_fits(x.shape[1], self.head_dim, self.state_dim)
+            and use_fla("log_linear", self.backend, x)
+        ):
+            y, levels = log_linear_fla(*args)
         else:
             y, levels = log_linear_chunk(*args, states=levels, position=position, chunk_size=self.chunk_size)
         count = torch.full((x.shape[0],), float(position + x.shape[1]), device=x.device, dtype=torch.float32)

@@ -52,6 +52,8 @@ class MesaNet(TokenMixer):
 
     Modes: ``chunk`` (chunked ``H^kk``, one batched solve, the GLA chunk op for the read-out; one
     token: the recurrent step) and ``reference`` (the per-step loop with ``torch.linalg.solve``).
+    There is no fla backend: fla's ``chunk_mesa_net`` is conjugate gradient with a fixed step
+    count, about 1e-3 (relative) from the exact solve (see :mod:`mixerlab.ops.backends.fla`).
     """
 
     modes = ("chunk", "reference")

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
+from mixerlab.ops.backends.fla import check_backend, dplr_fla, use_fla
 from mixerlab.ops.rwkv7 import rwkv7_chunk, rwkv7_recurrent, rwkv7_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -53,6 +54,8 @@ class RWKV7(TokenMixer):
     carry. Initialisation follows the authors' for a middle layer (the mixer does not know its
     depth). The fast form is the chunked diagonal-plus-rank-one UT transform (``ops.rwkv7.chunk``),
     ``chunk_size=16`` by default because its per-channel pairwise decays cost ``C`` times the input.
+    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): the chunk mode runs on fla's ``chunk_rwkv7``
+    for CUDA inputs when installed (see :mod:`mixerlab.ops.backends.fla`).
     """
 
     modes = ("chunk", "reference")
@@ -64,9 +67,12 @@ class RWKV7(TokenMixer):
         low_rank_dim: int = 32,
         chunk_size: int = 16,
         norm_eps: float = 1e-5,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         name = "rwkv7"
+        check_backend(name, backend)
+        self.backend = backend
         self.head_dim = resolve_heads(name, dim, num_heads, None)
         check_positive_int(name, "low_rank_dim", low_rank_dim)
         check_positive_int(name, "chunk_size", chunk_size)
@@ -144,6 +150,8 @@ class RWKV7(TokenMixer):
             o = o[:, None]
         elif self.mode == "reference":
             o, S = rwkv7_reference(r, log_w, k, v, kappa, a, state=S0)
+        elif use_fla("rwkv7", self.backend, x):
+            o, S = dplr_fla(r, log_w, k, v, -kappa, kappa * a, state=S0, min_log_decay=-_LOG_DECAY_FLOOR)
         else:
             o, S = rwkv7_chunk(
                 r,
