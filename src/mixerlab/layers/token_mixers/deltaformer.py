@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from mixerlab.errors import check
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
+from mixerlab.ops.backends.fla_attention import check_attention_backend, deltaformer_fla, use_fla_attention
 from mixerlab.ops.deltaformer import deltaformer_parallel, deltaformer_reference
 from mixerlab.ops.rotary import rotary, rotary_tables
 from mixerlab.registry import TOKEN_MIXERS
@@ -44,6 +45,9 @@ class DeltaFormer(TokenMixer):
     correction. The state is the keys and corrected values, growing with ``T`` like attention's
     cache. The fast form solves for all ``u`` of a call with one unit lower-triangular solve
     (``ops.deltaformer.parallel``) and reads them with ``ops.attention``; no chunked form.
+    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): from an empty cache the corrected values
+    come from fla's DeltaFormer kernel for CUDA inputs when installed (head sizes 16 to 128, see
+    :mod:`mixerlab.ops.backends.fla_attention`); decoding keeps mixerlab's form.
     """
 
     modes = ("parallel", "reference")
@@ -54,10 +58,13 @@ class DeltaFormer(TokenMixer):
         num_heads: int = 4,
         head_dim: int | None = None,
         rotary_base: float | None = 10000.0,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         name = "deltaformer"
         self.head_dim = resolve_heads(name, dim, num_heads, head_dim)
+        check_attention_backend(name, name, backend, self.head_dim)
+        self.backend = backend
         check(
             rotary_base is None or rotary_base > 0, name, "rotary_base", rotary_base, "expected > 0 or None"
         )
@@ -82,8 +89,13 @@ class DeltaFormer(TokenMixer):
             tables = rotary_tables(positions, self.head_dim, x.dtype, self.rotary_base)
             q, k = rotary(q, positions, tables=tables), rotary(k, positions, tables=tables)
         beta = torch.sigmoid(self.b_proj(x))
-        op = deltaformer_reference if self.mode == "reference" else deltaformer_parallel
-        o, keys, values = op(q, k, v, beta, state["k"], state["u"])
+        name, cached = "deltaformer", state["k"].shape[1]
+        if self.mode == "reference":
+            o, keys, values = deltaformer_reference(q, k, v, beta, state["k"], state["u"])
+        elif use_fla_attention(name, name, self.backend, q, head_dim=self.head_dim, cached=cached):
+            o, keys, values = deltaformer_fla(q, k, v, beta)
+        else:
+            o, keys, values = deltaformer_parallel(q, k, v, beta, state["k"], state["u"])
         return self.o_proj(rearrange(o, "b t h k -> b t (h k)")), {"k": keys, "u": values}
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:

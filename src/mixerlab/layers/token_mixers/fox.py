@@ -13,6 +13,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
+from mixerlab.ops.backends.fla_attention import check_attention_backend, fox_fla, use_fla_attention
 from mixerlab.ops.fox import fox_parallel, fox_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -45,15 +46,26 @@ class ForgettingAttention(TokenMixer):
     split call is the same computation as one call).
 
     Modes: ``"parallel"`` (one masked ``[T, S]`` score matrix per head,
-    :func:`~mixerlab.ops.fox.fox_parallel`) and ``"reference"`` (per-query loop).
+    :func:`~mixerlab.ops.fox.fox_parallel`) and ``"reference"`` (per-query loop). ``backend``
+    (``"auto"``, ``"torch"``, ``"fla"``): a parallel call from an empty cache runs on fla's
+    ``parallel_forgetting_attn`` for CUDA inputs when installed (see
+    :mod:`mixerlab.ops.backends.fla_attention`); decoding keeps mixerlab's form.
     """
 
     modes = ("parallel", "reference")
 
-    def __init__(self, dim: int, num_heads: int = 4, head_dim: int | None = None, bias: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 4,
+        head_dim: int | None = None,
+        bias: bool = False,
+        backend: str = "auto",
+    ) -> None:
         super().__init__()
         self.head_dim = resolve_heads("fox", dim, num_heads, head_dim)
-        self.dim, self.num_heads = dim, num_heads
+        check_attention_backend("fox", "fox", backend, self.head_dim)
+        self.dim, self.num_heads, self.backend = dim, num_heads, backend
         HK = num_heads * self.head_dim
         self.q_proj = nn.Linear(dim, HK, bias=bias)
         self.kv_proj = nn.Linear(dim, 2 * HK, bias=bias)
@@ -70,11 +82,16 @@ class ForgettingAttention(TokenMixer):
         q = rearrange(self.q_proj(x), "b t (h k) -> b t h k", h=H)
         k, v = rearrange(self.kv_proj(x), "b t (two h k) -> two b t h k", two=2, h=H)
         log_f = F.logsigmoid(self.forget_proj(x))  # [B, T, H]
+        cached = state["k"].shape[1]
         k = torch.cat([state["k"], k], dim=1)
         v = torch.cat([state["v"], v], dim=1)
         log_f = torch.cat([state["log_f"], log_f], dim=1)
-        op = fox_reference if self.mode == "reference" else fox_parallel
-        o = op(q, k, v, log_f)
+        if self.mode == "reference":
+            o = fox_reference(q, k, v, log_f)
+        elif use_fla_attention("fox", "fox", self.backend, q, head_dim=self.head_dim, cached=cached):
+            o = fox_fla(q, k, v, log_f)
+        else:
+            o = fox_parallel(q, k, v, log_f)
         return self.o_proj(rearrange(o, "b t h v -> b t (h v)")), {"k": k, "v": v, "log_f": log_f}
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:

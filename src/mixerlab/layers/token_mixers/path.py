@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.short_conv import ShortConv
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
+from mixerlab.ops.backends.fla_attention import check_attention_backend, path_fla, use_fla_attention
 from mixerlab.ops.path import path_chunk, path_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -45,7 +46,10 @@ class PaTHAttention(TokenMixer):
     paper's decoding cache: keys already multiplied by every later ``H`` (one rank-one update per
     new token), the values, and the short-conv tail of ``w``. The fast form is the paper's
     blockwise algorithm (``ops.path.chunk``): UT-transform products of Householders per chunk,
-    the cache advanced chunk by chunk.
+    the cache advanced chunk by chunk. ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): a chunk
+    call from an empty cache runs on fla's ``parallel_path_attn`` for CUDA inputs when installed
+    (head sizes 16 to 128, see :mod:`mixerlab.ops.backends.fla_attention`); decoding keeps
+    mixerlab's form.
     """
 
     modes = ("chunk", "reference")
@@ -57,10 +61,13 @@ class PaTHAttention(TokenMixer):
         head_dim: int | None = None,
         conv_size: int | None = 4,
         chunk_size: int = 64,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         name = "path"
         self.head_dim = resolve_heads(name, dim, num_heads, head_dim)
+        check_attention_backend(name, name, backend, self.head_dim)
+        self.backend = backend
         check_positive_int(name, "chunk_size", chunk_size)
         check(
             conv_size is None or (isinstance(conv_size, int) and conv_size >= 2),
@@ -93,8 +100,11 @@ class PaTHAttention(TokenMixer):
         w = F.normalize(F.silu(rearrange(w, "b t (h k) -> b t h k", h=H)), dim=-1)
         q, k, v = (rearrange(t, "b t (h k) -> b t h k", h=H) for t in (q, k, v))
         beta = 2.0 * torch.sigmoid(self.b_proj(x))
+        cached = state["k"].shape[1]
         if self.mode == "reference":
             o, keys, values = path_reference(q, k, v, w, beta, state["k"], state["v"])
+        elif use_fla_attention("path", "path", self.backend, q, head_dim=self.head_dim, cached=cached):
+            o, keys, values = path_fla(q, k, v, w, beta)
         else:
             o, keys, values = path_chunk(q, k, v, w, beta, state["k"], state["v"], chunk_size=self.chunk_size)
         new_state.update(k=keys, v=values)

@@ -11,6 +11,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
+from mixerlab.ops.backends.fla_attention import check_attention_backend, stick_breaking_fla, use_fla_attention
 from mixerlab.ops.stick_breaking import stick_breaking_parallel, stick_breaking_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -40,14 +41,26 @@ class StickBreakingAttention(TokenMixer):
 
     Modes: ``"parallel"`` (one masked ``[T, S]`` matrix per head with a reverse cumulative sum,
     :func:`~mixerlab.ops.stick_breaking.stick_breaking_parallel`) and ``"reference"`` (per-query loop).
+    ``backend`` (``"auto"``, ``"torch"``, ``"fla"``): a parallel call from an empty cache runs on
+    fla's ``parallel_stickbreaking_attn`` for CUDA inputs when installed (see
+    :mod:`mixerlab.ops.backends.fla_attention`); decoding keeps mixerlab's form.
     """
 
     modes = ("parallel", "reference")
 
-    def __init__(self, dim: int, num_heads: int = 4, head_dim: int | None = None, bias: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 4,
+        head_dim: int | None = None,
+        bias: bool = False,
+        backend: str = "auto",
+    ) -> None:
         super().__init__()
-        self.head_dim = resolve_heads("stick_breaking", dim, num_heads, head_dim)
-        self.dim, self.num_heads = dim, num_heads
+        name = "stick_breaking"
+        self.head_dim = resolve_heads(name, dim, num_heads, head_dim)
+        check_attention_backend(name, name, backend, self.head_dim)
+        self.dim, self.num_heads, self.backend = dim, num_heads, backend
         HK = num_heads * self.head_dim
         self.q_proj = nn.Linear(dim, HK, bias=bias)
         self.kv_proj = nn.Linear(dim, 2 * HK, bias=bias)
@@ -60,11 +73,17 @@ class StickBreakingAttention(TokenMixer):
         H = self.num_heads
         q = rearrange(self.q_proj(x), "b t (h k) -> b t h k", h=H)
         k, v = rearrange(self.kv_proj(x), "b t (two h k) -> two b t h k", two=2, h=H)
+        cached = 0 if state is None else state["k"].shape[1]
         if state is not None:
             k = torch.cat([state["k"], k], dim=1)
             v = torch.cat([state["v"], v], dim=1)
-        op = stick_breaking_reference if self.mode == "reference" else stick_breaking_parallel
-        o = op(q, k, v)
+        name = "stick_breaking"
+        if self.mode == "reference":
+            o = stick_breaking_reference(q, k, v)
+        elif use_fla_attention(name, name, self.backend, q, head_dim=self.head_dim, cached=cached):
+            o = stick_breaking_fla(q, k, v)
+        else:
+            o = stick_breaking_parallel(q, k, v)
         return self.o_proj(rearrange(o, "b t h v -> b t (h v)")), {"k": k, "v": v}
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> State:
