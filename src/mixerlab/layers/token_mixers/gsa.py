@@ -46,6 +46,10 @@ class GatedSlotAttention(TokenMixer):
     passes, :func:`~mixerlab.ops.gsa.gsa_chunk`) and ``"reference"`` (per-step loop).
     """
 
+    # the chunked form reads the decays' range (.item()) to pick its intra-chunk scores: a graph
+    # break under torch.compile (taking the exact scores whenever compiled was slower)
+    compile_fullgraph = False
+
     modes = ("chunk", "reference")
 
     def __init__(
