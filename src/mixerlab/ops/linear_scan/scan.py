@@ -144,10 +144,13 @@ class _LinearScan(torch.autograd.Function):
         G = _adjoint(a, grad_h, ctx.chunk_size)
         da = dh0 = None
         if ctx.needs_input_grad[0]:
-            # a product then a write into a slice, not ``out=`` a slice: torch.compile cannot
-            # trace an ``out=`` that is not contiguous, and this backward is traced with forward.
             da = torch.empty_like(G)
-            da[:, 1:] = G[:, 1:] * h[:, :-1].conj()
+            if torch.compiler.is_compiling():
+                # torch.compile cannot trace ``out=`` a non-contiguous slice (this backward is
+                # traced with the forward); eagerly, ``out=`` saves a temporary the size of G.
+                da[:, 1:] = G[:, 1:] * h[:, :-1].conj()
+            else:
+                torch.mul(G[:, 1:], h[:, :-1].conj(), out=da[:, 1:])
             da[:, 0] = 0 if h0 is None else G[:, 0] * h0.conj()
             da = da.sum_to_size(a.shape)
         if h0 is not None and ctx.needs_input_grad[2]:
