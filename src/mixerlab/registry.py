@@ -62,6 +62,10 @@ class Registry(Generic[T]):
         def decorate(builder: Callable[..., T]) -> Callable[..., T]:
             if name in self._entries and self._entries[name].builder is not builder:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
+            fullgraph = getattr(builder, "compile_fullgraph", True)
+            if not isinstance(fullgraph, bool):
+                owner = f"{self.kind} {name!r}"
+                raise ConfigError(owner, "compile_fullgraph", fullgraph, "expected True or False")
             self._entries[name] = Entry(
                 name=name,
                 builder=builder,

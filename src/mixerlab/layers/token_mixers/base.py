@@ -60,6 +60,10 @@ class TokenMixer(nn.Module):
     # is the definition) or "none" (``packed_reason`` says why; ``forward_packed`` raises).
     packed: ClassVar[str] = "split"
     packed_reason: ClassVar[str] = ""
+    # Whether the default mode's forward (and the backward traced with it) is one graph under
+    # ``torch.compile(fullgraph=True)``; False where it breaks (data-dependent Python control flow,
+    # ``.item()``, ...). The test suite checks the declaration both ways, so it cannot go stale.
+    compile_fullgraph: ClassVar[bool] = True
 
     def __init__(self) -> None:
         super().__init__()

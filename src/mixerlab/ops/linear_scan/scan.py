@@ -145,7 +145,12 @@ class _LinearScan(torch.autograd.Function):
         da = dh0 = None
         if ctx.needs_input_grad[0]:
             da = torch.empty_like(G)
-            torch.mul(G[:, 1:], h[:, :-1].conj(), out=da[:, 1:])
+            if torch.compiler.is_compiling():
+                # torch.compile cannot trace ``out=`` a non-contiguous slice (this backward is
+                # traced with the forward); eagerly, ``out=`` saves a temporary the size of G.
+                da[:, 1:] = G[:, 1:] * h[:, :-1].conj()
+            else:
+                torch.mul(G[:, 1:], h[:, :-1].conj(), out=da[:, 1:])
             da[:, 0] = 0 if h0 is None else G[:, 0] * h0.conj()
             da = da.sum_to_size(a.shape)
         if h0 is not None and ctx.needs_input_grad[2]:
