@@ -181,7 +181,12 @@ def peers(sizes: Sizes) -> list[tuple[str, str, Callable[[], nn.Module]]]:
     def mamba_ssm() -> nn.Module:
         from mamba_ssm import Mamba2
 
-        return Mamba2(d_model=D, d_state=64, headdim=2 * D // H, expand=2)
+        return Mamba2(d_model=D, d_state=64, headdim=64, expand=2)  # mixerlab mamba2's head_dim
+
+    def mamba_ssm_mamba() -> nn.Module:
+        from mamba_ssm import Mamba
+
+        return Mamba(d_model=D, d_state=16, d_conv=4, expand=2)  # mixerlab mamba's defaults
 
     return [
         ("torch SDPA, same projections", "attention", sdpa),
@@ -199,6 +204,19 @@ def peers(sizes: Sizes) -> list[tuple[str, str, Callable[[], nn.Module]]]:
         ("fla HGRNAttention (real-valued)", "hgrn", fla_layer("HGRNAttention")),
         ("fla RWKV6Attention", "rwkv6", fla_layer("RWKV6Attention", expand_k=1.0, expand_v=1.0)),
         ("mamba_ssm Mamba2", "mamba2", mamba_ssm),
+        ("mamba_ssm Mamba", "mamba", mamba_ssm_mamba),
+        ("fla ForgettingAttention", "fox", fla_layer("ForgettingAttention")),
+        (
+            "fla StickBreakingAttention (attend_current)",
+            "stick_breaking",
+            fla_layer("StickBreakingAttention", attend_current=True),
+        ),
+        (
+            "fla PaTHAttention (full-rank w, conv 4)",
+            "path",
+            fla_layer("PaTHAttention", use_low_rank_w=False, conv_size=4),
+        ),
+        ("fla DeltaFormerAttention (needs flash-attn)", "deltaformer", fla_layer("DeltaFormerAttention")),
         ("fla KimiDeltaAttention", "kda", fla_layer("KimiDeltaAttention", head_dim=D // H, expand_v=1)),
         ("fla RWKV7Attention", "rwkv7", fla_layer("RWKV7Attention", head_dim=D // H)),
         ("fla Comba", "comba", fla_layer("Comba", head_dim=D // H, expand_v=2)),
@@ -219,6 +237,11 @@ def peers(sizes: Sizes) -> list[tuple[str, str, Callable[[], nn.Module]]]:
         ),
         ("fla MesaNet (conjugate gradient)", "mesanet", fla_layer("MesaNet", head_dim=D // H)),
     ]
+
+
+def _with_mode(module: nn.Module, mode: str) -> nn.Module:
+    module.mode = mode
+    return module
 
 
 def _error(exc: BaseException) -> str:
@@ -270,6 +293,18 @@ def run(device: torch.device, sizes: Sizes, budget_s: float, only: list[str] | N
                 f"{name} [torch]", lambda name=name: build_mixer(name, sizes, backend="torch"), mixer_call
             )
             rows.append(row)
+        if name in ("mamba", "mamba2"):  # auto prefers mamba-ssm where installed: keep an fla row
+            rows.append(
+                timed(f"{name} [fla]", lambda name=name: build_mixer(name, sizes, backend="fla"), mixer_call)
+            )
+        if name == "mamba":  # the loop-free mode meant for GPUs
+            rows.append(
+                timed(
+                    "mamba [parallel]",
+                    lambda: _with_mode(build_mixer("mamba", sizes), "parallel"),
+                    mixer_call,
+                )
+            )
     return {
         "rows": rows,
         "peers": peer_rows,

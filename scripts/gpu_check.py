@@ -115,6 +115,8 @@ SUITES = (
     "tests/layers/token_mixers/test_rnn.py",
     "tests/ops/test_backends_fla.py",
     "tests/ops/test_backends_fla_recurrent.py",
+    "tests/ops/test_backends_fla_attention.py",
+    "tests/ops/test_backends_mamba_ssm.py",
 )
 
 

@@ -21,6 +21,7 @@ import importlib.util
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -80,11 +81,17 @@ class _LSTMLayer(nn.Module):
 
 def _fla_file(subpackage: str, filename: str = "naive") -> ModuleType:
     """Load ``fla/ops/<subpackage>/<filename>.py`` by path (``import fla.ops`` needs Triton)."""
-    try:
-        dist = importlib.metadata.distribution("flash-linear-attention")
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise ImportError("flash-linear-attention is not installed") from exc
-    path = dist.locate_file(f"fla/ops/{subpackage}/{filename}.py")
+    # fla/ops ships in fla-core (mixerlab's `fla` extra); flash-linear-attention depends on it.
+    for dist_name in ("fla-core", "flash-linear-attention"):
+        try:
+            dist = importlib.metadata.distribution(dist_name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        path = dist.locate_file(f"fla/ops/{subpackage}/{filename}.py")
+        if Path(str(path)).is_file():
+            break
+    else:
+        raise ImportError("fla-core (flash-linear-attention's ops) is not installed")
     name = f"_mixerlab_peer_fla_{subpackage}_{filename}".replace("/", "_")
     spec = importlib.util.spec_from_file_location(name, str(path))
     if spec is None or spec.loader is None:
