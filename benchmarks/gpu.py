@@ -293,7 +293,7 @@ def run(device: torch.device, sizes: Sizes, budget_s: float, only: list[str] | N
                 f"{name} [torch]", lambda name=name: build_mixer(name, sizes, backend="torch"), mixer_call
             )
             rows.append(row)
-        if name in ("mamba", "mamba2"):  # auto prefers mamba-ssm where installed: keep an fla row
+        if name in ("mamba", "mamba2") and device.type == "cuda":  # auto prefers mamba-ssm: keep fla
             rows.append(
                 timed(f"{name} [fla]", lambda name=name: build_mixer(name, sizes, backend="fla"), mixer_call)
             )

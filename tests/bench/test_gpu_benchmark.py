@@ -27,7 +27,8 @@ def test_tiny_run_measures_mixers_peers_and_the_backend_rows():
     sizes = dataclasses.replace(gpu.TINY, max_step_s=float("inf"))
     result = gpu.run(torch.device("cpu"), sizes, budget_s=600.0, only=["attention", "mamba", "lstm"])
     rows = {r["name"]: r for r in result["rows"]}
-    assert set(rows) == {"attention", "mamba", "mamba [torch]", "lstm"}  # mamba has a backend option
+    # mamba has a backend option, and its loop-free mode is timed beside it
+    assert set(rows) == {"attention", "mamba", "mamba [torch]", "mamba [parallel]", "lstm"}
     assert all(r["tok_s"] > 0 and r["seq_len"] == gpu.TINY.seq_len for r in rows.values())
     sdpa = next(p for p in result["peers"] if p["mixer"] == "attention")
     assert sdpa["tok_s"] > 0

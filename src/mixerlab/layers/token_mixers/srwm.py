@@ -50,6 +50,9 @@ class SelfReferentialWeightMatrix(TokenMixer):
     """
 
     modes = ("recurrent", "reference")
+    # the fused step loop writes into slices of preallocated buffers with out=, which Dynamo
+    # cannot trace; compiled, the loop runs eagerly between graphs
+    compile_fullgraph = False
 
     def __init__(
         self, dim: int, num_heads: int = 4, head_dim: int | None = None, beta_init: float = -1.0

@@ -179,6 +179,9 @@ class SLSTM(TokenMixer):
     """
 
     modes = ("recurrent", "reference")
+    # the fused step loop writes into slices of preallocated buffers with out=, which Dynamo
+    # cannot trace; compiled, the loop runs eagerly between graphs
+    compile_fullgraph = False
 
     def __init__(
         self,
