@@ -25,6 +25,7 @@ import torch
 
 import mixerlab
 from mixerlab.errors import ConfigError
+from mixerlab.ops.backends import _loader
 from mixerlab.ops.backends import fla as backend
 from mixerlab.ops.delta_rule import delta_rule_reference
 from mixerlab.ops.linear_attention import linear_attention_reference
@@ -288,7 +289,7 @@ def test_fla_demanded_without_the_package_is_a_clear_error():
 def test_gated_backward_fallback_warns(monkeypatch):
     """Where fla refuses the gated backward, the layer's own form runs, after a warning."""
     monkeypatch.setattr(backend, "gated_backward_broken", lambda *tensors: True)
-    backend._warn_once.cache_clear()
+    _loader.warn_once.cache_clear()
     q = torch.randn(1, 3, 2, 4)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -299,46 +300,14 @@ def test_gated_backward_fallback_warns(monkeypatch):
     assert any("Triton" in str(w.message) for w in caught)
 
 
-def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    actual, expected = actual.detach().cpu().double(), expected.detach().cpu().double()
-    return ((actual - expected).norm() / expected.norm().clamp_min(1e-30)).item()
-
-
-@pytest.mark.skipif(
-    not torch.cuda.is_available() or NAIVE is None,
-    reason="needs a CUDA device and flash-linear-attention (its Triton kernels run on GPUs only)",
-)
+@needs_fla
 @pytest.mark.parametrize("case", sorted(LAYERS))
-def test_fla_kernels_match_the_reference_on_cuda(case, monkeypatch):
+def test_fla_kernels_match_the_reference_on_cuda(case, kernels_match_reference_on_cuda):
     """The kernels themselves: each mixer on fla's kernels in float32 on CUDA, over several of
     fla's 64-step chunks and continued from a state, against its per-step reference in float64
     on the CPU (outputs, final state, input and parameter gradients). Triton's float32 matmuls
     may round through TF32, hence the 1% bound on relative (norm) errors."""
-    import copy
-
-    name = case.removesuffix("_unnormalised")
-    torch.manual_seed(0)
-    ref = mixerlab.create_token_mixer(name, **{**LAYERS[case], "dim": 64}).double()
-    ref.mode = "reference"
-    fast = copy.deepcopy(ref).float().cuda()
-    fast.mode = fast.modes[0]
-    fast.backend = "fla"
-    calls = []
-    real = backend._kernel
-    monkeypatch.setattr(backend, "_kernel", lambda kernel: calls.append(kernel) or real(kernel))
-    x = torch.randn(2, 150, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    x_ref, x_fast = x.clone().requires_grad_(), x.float().cuda().requires_grad_()
-    y_ref, s_ref = ref(x_ref)
-    y1, s1 = fast(x_fast[:, :70])
-    y2, s2 = fast(x_fast[:, 70:], state=s1)
-    y_fast = torch.cat([y1, y2], dim=1)
-    assert calls, "fla's kernels were not called"
-    assert _relative_error(y_fast, y_ref) < 1e-2
-    for key in s_ref:
-        assert _relative_error(s2[key], s_ref[key]) < 1e-2, key
-    grad = torch.randn_like(x)
-    y_ref.backward(grad)
-    y_fast.backward(grad.float().cuda())
-    assert _relative_error(x_fast.grad, x_ref.grad) < 1e-2
-    for (pname, p_ref), p_fast in zip(ref.named_parameters(), fast.parameters()):
-        assert _relative_error(p_fast.grad, p_ref.grad) < 1e-2, pname
+    options = {**LAYERS[case], "dim": 64}
+    kernels_match_reference_on_cuda(
+        case.removesuffix("_unnormalised"), options, backend="fla", spies=[(backend, "_kernel")]
+    )

@@ -12,7 +12,6 @@ kernels themselves.
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import os
@@ -377,45 +376,21 @@ def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     return ((actual - expected).norm() / expected.norm().clamp_min(1e-30)).item()
 
 
-@pytest.mark.skipif(
-    not torch.cuda.is_available() or NAIVE is None,
-    reason="needs a CUDA device and flash-linear-attention (its Triton kernels run on GPUs only)",
-)
+@needs_fla
 @pytest.mark.parametrize("name", sorted(LAYERS))
-def test_fla_kernels_match_the_reference_on_cuda(name, monkeypatch):
+def test_fla_kernels_match_the_reference_on_cuda(name, kernels_match_reference_on_cuda):
     """The kernels themselves: each mixer on fla's kernels in float32 on CUDA (head size 32, over
     several of the kernels' tiles; the second call continues from the cache on mixerlab's form)
     against its per-step reference in float64 on the CPU: outputs, state, input and parameter
     gradients. Triton's float32 matmuls may round through TF32 (PaTH's through float16), hence
     the bound of 1% on relative (norm) errors."""
-    torch.manual_seed(0)
-    ref = mixerlab.create_token_mixer(name, **{**LAYERS[name], "dim": 64}).double()
-    ref.mode = "reference"
-    fast = copy.deepcopy(ref).float().cuda()
-    fast.mode = fast.modes[0]
-    fast.backend = "fla"
-    calls = []
-    real_module, real_deltaformer = backend._module, backend._deltaformer_kernel
-    monkeypatch.setattr(backend, "_module", lambda op: calls.append(op) or real_module(op))
-    monkeypatch.setattr(
-        backend, "_deltaformer_kernel", lambda *a: calls.append("deltaformer") or real_deltaformer(*a)
+    kernels_match_reference_on_cuda(
+        name,
+        {**LAYERS[name], "dim": 64},
+        backend="fla",
+        spies=[(backend, "_module"), (backend, "_deltaformer_kernel")],
+        split=130,
     )
-    x = torch.randn(2, 150, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    x_ref, x_fast = x.clone().requires_grad_(), x.float().cuda().requires_grad_()
-    y_ref, s_ref = ref(x_ref)
-    y1, s1 = fast(x_fast[:, :130])
-    y2, s2 = fast(x_fast[:, 130:], state=s1)
-    y_fast = torch.cat([y1, y2], dim=1)
-    assert calls, "fla's kernels were not called"
-    assert _relative_error(y_fast, y_ref) < 1e-2
-    for key in s_ref:
-        assert _relative_error(s2[key], s_ref[key]) < 1e-2, key
-    grad = torch.randn_like(x)
-    y_ref.backward(grad)
-    y_fast.backward(grad.float().cuda())
-    assert _relative_error(x_fast.grad, x_ref.grad) < 1e-2
-    for (pname, p_ref), p_fast in zip(ref.named_parameters(), fast.parameters()):
-        assert _relative_error(p_fast.grad, p_ref.grad) < 1e-2, pname
 
 
 if __name__ == "__main__":  # the child process of the interpreter test

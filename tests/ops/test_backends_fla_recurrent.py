@@ -509,11 +509,6 @@ def test_backend_option_is_checked(case):
         mixerlab.create_token_mixer(case.removesuffix("_no_bound"), **kwargs, backend="triton")
 
 
-def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    actual, expected = actual.detach().cpu().double(), expected.detach().cpu().double()
-    return ((actual - expected).norm() / expected.norm().clamp_min(1e-30)).item()
-
-
 # On the GPU: sizes fla's kernels tile (tl.dot needs 16 or more along each side), and the dtype
 # each kernel takes with the relative error its rounding allows (float32 may round through TF32).
 CUDA_CASES = {case: ({**kwargs, "dim": 64}, torch.float32, 1e-2) for case, (kwargs, _) in LAYERS.items()}
@@ -527,41 +522,18 @@ CUDA_CASES["log_linear"] = (
 CUDA_CASES["gated_deltaproduct"] = ({**LAYERS["gated_deltaproduct"][0], "dim": 64}, torch.bfloat16, 6e-2)
 
 
-@pytest.mark.skipif(
-    not torch.cuda.is_available() or HGRN is None,
-    reason="needs a CUDA device and flash-linear-attention (its Triton kernels run on GPUs only)",
-)
+@needs_fla
 @pytest.mark.parametrize("case", sorted(CUDA_CASES))
-def test_fla_recurrent_kernels_match_the_reference_on_cuda(case, monkeypatch):
+def test_fla_recurrent_kernels_match_the_reference_on_cuda(case, kernels_match_reference_on_cuda):
     """The kernels themselves: each mixer on fla's kernels on CUDA, over several of fla's 64-step
     chunks and continued from a state, against its per-step reference in float64 on the CPU
     (outputs, final state, input and parameter gradients; relative norm errors)."""
-    import copy
-
-    kwargs, dtype, bound = CUDA_CASES[case]
-    name = case.removesuffix("_no_bound")
-    torch.manual_seed(0)
-    ref = mixerlab.create_token_mixer(name, **kwargs).double()
-    ref.mode = "reference"
-    fast = copy.deepcopy(ref).to("cuda", dtype)
-    fast.mode = fast.modes[0]
-    fast.backend = "fla"
-    calls = []
-    real = backend._kernel
-    monkeypatch.setattr(backend, "_kernel", lambda kernel: calls.append(kernel) or real(kernel))
-    x = torch.randn(2, 150, ref.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    x_ref, x_fast = x.clone().requires_grad_(), x.to("cuda", dtype).requires_grad_()
-    y_ref, s_ref = ref(x_ref)
-    y1, s1 = fast(x_fast[:, :70])
-    y2, s2 = fast(x_fast[:, 70:], state=s1)
-    y_fast = torch.cat([y1, y2], dim=1)
-    assert calls, "fla's kernels were not called"
-    assert _relative_error(y_fast, y_ref) < bound
-    for key in s_ref:
-        assert _relative_error(s2[key], s_ref[key]) < bound, key
-    grad = torch.randn_like(x)
-    y_ref.backward(grad)
-    y_fast.backward(grad.to("cuda", dtype))
-    assert _relative_error(x_fast.grad, x_ref.grad) < bound
-    for (pname, p_ref), p_fast in zip(ref.named_parameters(), fast.parameters()):
-        assert _relative_error(p_fast.grad, p_ref.grad) < bound, pname
+    options, dtype, bound = CUDA_CASES[case]
+    kernels_match_reference_on_cuda(
+        case.removesuffix("_no_bound"),
+        options,
+        backend="fla",
+        spies=[(backend, "_kernel")],
+        dtype=dtype,
+        bound=bound,
+    )

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 import mixerlab
 from mixerlab.errors import ConfigError
+from mixerlab.ops.backends import _loader
 from mixerlab.ops.backends import mamba_ssm as backend
 from mixerlab.ops.conv1d import causal_conv1d_reference
 from mixerlab.ops.selective_scan import selective_scan_reference
@@ -391,7 +392,7 @@ def test_dispatch_for_a_cuda_input(monkeypatch):
     a CPU): ``auto`` and ``"mamba_ssm"`` take the kernels when they import; when they do not,
     ``auto`` warns and moves on while ``"mamba_ssm"`` is an error; float64 never takes them."""
     cuda_input = SimpleNamespace(is_cuda=True, dtype=torch.bfloat16, device=torch.device("cuda"))
-    monkeypatch.setattr(backend, "mamba_ssm_available", lambda: True)
+    monkeypatch.setattr(_loader.KernelLibrary, "available", lambda library: True)
     monkeypatch.setattr(backend, "_load", lambda name: (print, None))
     assert backend.use_mamba_ssm("mamba", "auto", cuda_input)
     assert backend.use_mamba_ssm("mamba2", "mamba_ssm", cuda_input, "mamba_chunk_scan_combined")
@@ -404,7 +405,7 @@ def test_dispatch_for_a_cuda_input(monkeypatch):
     cuda_input.dtype = torch.float16
     error = ImportError("No module named 'selective_scan_cuda'")
     monkeypatch.setattr(backend, "_load", lambda name: (None, error))
-    backend._warn_once.cache_clear()
+    _loader.warn_once.cache_clear()
     with pytest.warns(RuntimeWarning, match="does not import"):
         assert not backend.use_mamba_ssm("mamba", "auto", cuda_input)
     with pytest.raises(ConfigError, match=r"backend='mamba_ssm'.*does not import.*selective_scan_cuda"):
@@ -448,55 +449,28 @@ def test_mamba_ssm_demanded_without_the_package_is_a_clear_error():
         mixerlab.create_token_mixer("mamba", dim=16, backend="mamba_ssm")
 
 
-def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    actual, expected = actual.detach().cpu().double(), expected.detach().cpu().double()
-    return ((actual - expected).norm() / expected.norm().clamp_min(1e-30)).item()
-
-
 KERNEL = {"mamba": "selective_scan_fn", "mamba2": "mamba_chunk_scan_combined"}
 
 
-@pytest.mark.skipif(
-    not torch.cuda.is_available() or REFS is None,
-    reason="needs a CUDA device and mamba-ssm built with its CUDA kernels",
-)
+@needs_refs
 @pytest.mark.parametrize("name", ["mamba", "mamba2"])
-def test_mamba_ssm_kernels_match_the_reference_on_cuda(name, monkeypatch):
+def test_mamba_ssm_kernels_match_the_reference_on_cuda(name, kernels_match_reference_on_cuda):
     """The kernels themselves: each mixer on mamba-ssm's kernels in float32 on CUDA, over several
     of the kernels' chunks, against its per-step reference in float64 on the CPU (outputs, final
     states, input and parameter gradients; mamba2 also continued from a state). 1% bounds on
     relative (norm) errors: Triton's float32 matmuls may round through TF32."""
-    import copy
-
     error = backend._load(KERNEL[name])[1]
     if error is not None:
         pytest.skip(f"mamba-ssm's {KERNEL[name]} does not import here: {error}")
-    torch.manual_seed(0)
-    kwargs = {"dim": 64, "state_dim": 16} if name == "mamba" else {"dim": 64, "head_dim": 32, "state_dim": 16}
-    ref = mixerlab.create_token_mixer(name, **kwargs).double()
-    ref.mode = "reference"
-    fast = copy.deepcopy(ref).float().cuda()
-    fast.mode = fast.modes[0]
-    fast.backend = "mamba_ssm"
-    calls = []
-    real = backend._kernel
-    monkeypatch.setattr(backend, "_kernel", lambda kernel: calls.append(kernel) or real(kernel))
-    x = torch.randn(2, 600, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    x_ref, x_fast = x.clone().requires_grad_(), x.float().cuda().requires_grad_()
-    y_ref, s_ref = ref(x_ref)
-    if name == "mamba":
-        y_fast, s_fast = fast(x_fast)
-    else:
-        y1, s1 = fast(x_fast[:, :300])
-        y2, s_fast = fast(x_fast[:, 300:], state=s1)
-        y_fast = torch.cat([y1, y2], dim=1)
-    assert KERNEL[name] in calls
-    assert _relative_error(y_fast, y_ref) < 1e-2
-    for key in s_ref:
-        assert _relative_error(s_fast[key], s_ref[key]) < 1e-2, key
-    grad = torch.randn_like(x)
-    y_ref.backward(grad)
-    y_fast.backward(grad.float().cuda())
-    assert _relative_error(x_fast.grad, x_ref.grad) < 1e-2
-    for (pname, p_ref), p_fast in zip(ref.named_parameters(), fast.parameters(), strict=True):
-        assert _relative_error(p_fast.grad, p_ref.grad) < 1e-2, pname
+    options = (
+        {"dim": 64, "state_dim": 16} if name == "mamba" else {"dim": 64, "head_dim": 32, "state_dim": 16}
+    )
+    kernels_match_reference_on_cuda(
+        name,
+        options,
+        backend="mamba_ssm",
+        spies=[(backend, "_kernel")],
+        length=600,
+        split=None if name == "mamba" else 300,
+        expected_calls=KERNEL[name],
+    )

@@ -83,11 +83,7 @@ layer falls back to mixerlab's own form, with a warning, whenever gradients are 
 
 from __future__ import annotations
 
-import functools
-import importlib
-import importlib.util
 import re
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -96,27 +92,32 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor
 
-from mixerlab.errors import check, check_choice
+from mixerlab.ops.backends._loader import OWN_CHOICES, KernelLibrary, load, require, warn_once
 
-BACKENDS = ("auto", "torch", "fla")
+BACKENDS = (*OWN_CHOICES, "fla")
 #: dtypes fla's kernels take (Triton's ``tl.dot`` has no float64).
 FLA_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 #: ... and those of the kernels that refuse float32 (``chunk_gated_delta_product``).
 FLA_HALF_DTYPES = (torch.bfloat16, torch.float16)
-_INSTALL = "fla is not installed (pip install 'mixerlab[fla]': fla-core, whose kernels need Triton)"
+LIBRARY = KernelLibrary(
+    choice="fla",
+    package="fla",
+    label="fla",
+    install="fla is not installed (pip install 'mixerlab[fla]': fla-core, whose kernels need Triton)",
+    kernels="fla's Triton kernels",
+    fallback="use 'auto' to fall back to mixerlab's path",
+    auto_fallback="using torch",
+)
 
 
 def fla_available() -> bool:
     """Whether the ``fla`` package is installed; cheap (finds it, does not import it)."""
-    return importlib.util.find_spec("fla") is not None
+    return LIBRARY.available()
 
 
 def check_backend(owner: str, backend: Any) -> None:
     """Validate a mixer's ``backend`` option at construction time."""
-    check_choice(owner, "backend", backend, BACKENDS)
-    check(
-        backend != "fla" or fla_available(), owner, "backend", backend, f"{_INSTALL}; use 'auto' or 'torch'"
-    )
+    LIBRARY.check(owner, backend, BACKENDS)
 
 
 def use_fla(owner: str, backend: str, x: Tensor, *, dtypes: tuple[torch.dtype, ...] = FLA_DTYPES) -> bool:
@@ -126,53 +127,16 @@ def use_fla(owner: str, backend: str, x: Tensor, *, dtypes: tuple[torch.dtype, .
     float64 always, float32 for kernels that refuse it) is an error naming the field; ``"auto"``
     quietly takes mixerlab's path for such inputs.
     """
-    if backend == "torch":
-        return False
-    fits = x.is_cuda and x.dtype in dtypes
-    if backend == "fla":
-        check(
-            fits,
-            owner,
-            "backend",
-            backend,
-            f"fla's Triton kernels need a CUDA input in {[str(d) for d in dtypes]}; got "
-            f"{x.device.type} {x.dtype} (use 'auto' to fall back to mixerlab's path)",
-        )
-        # imported now, so that a broken install is an error here, not a silent fallback
-        error = _load()[1]
-        check(error is None, owner, "backend", backend, f"fla is installed but does not import ({error})")
-        return True
-    if not fits or not fla_available():
-        return False
-    error = _load()[1]
-    if error is not None:
-        _warn_once(f"backend='auto': fla is installed but does not import ({error}); using torch")
-    return error is None
+    return LIBRARY.use(owner, backend, x, dtypes, _load)
 
 
-@functools.cache
 def _load() -> tuple[Any, ImportError | None]:
     """``fla.ops`` (imported once: it compiles nothing, but imports every kernel), or the error."""
-    try:
-        return importlib.import_module("fla.ops"), None
-    except ImportError as exc:
-        return None, exc
-
-
-def _ops() -> Any:
-    ops, error = _load()
-    if error is not None:
-        raise error
-    return ops
-
-
-@functools.cache
-def _warn_once(message: str) -> None:
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    return load("fla.ops")
 
 
 def _kernel(name: str) -> Callable[..., tuple[Tensor, Tensor]]:
-    return getattr(_ops(), name)
+    return getattr(require("fla.ops"), name)
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -195,7 +159,7 @@ def gated_backward_broken(*tensors: Tensor) -> bool:
 
 
 def _fallback_warning(owner: str) -> None:
-    _warn_once(
+    warn_once(
         f"{owner}: fla's gated backward is wrong with Triton < 3.7.1 on Hopper GPUs and fla refuses "
         "it; using mixerlab's own chunked form (upgrade Triton to >= 3.7.1 for fla's kernels)"
     )

@@ -61,7 +61,6 @@ sequence) keeps mixerlab's form. Each kernel takes only some head sizes (:data:`
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -72,6 +71,7 @@ from torch import Tensor
 
 from mixerlab.errors import check
 from mixerlab.ops.attention import attention_parallel
+from mixerlab.ops.backends._loader import require
 from mixerlab.ops.backends.fla import check_backend, use_fla
 from mixerlab.ops.precision import widen
 
@@ -110,7 +110,7 @@ def use_fla_attention(owner: str, op: str, backend: str, x: Tensor, *, head_dim:
 
 def _module(name: str) -> Any:
     """``fla.ops.<name>``, imported on first use (:func:`use_fla` checked that fla imports)."""
-    return importlib.import_module(f"fla.ops.{name}")
+    return require(f"fla.ops.{name}")
 
 
 def _wide(x: Tensor) -> Tensor:

@@ -44,10 +44,7 @@ always mixerlab's forms. The kernels' final states come back in the dtype of the
 
 from __future__ import annotations
 
-import functools
-import importlib
 import importlib.util
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -55,8 +52,8 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from mixerlab.errors import check, check_choice
 from mixerlab.ops.backends import fla
+from mixerlab.ops.backends._loader import KernelLibrary, load, require
 
 __all__ = [
     "BACKENDS",
@@ -82,9 +79,17 @@ CONV_WIDTHS = (2, 3, 4)
 #: ``mamba_chunk_scan_combined``'s chunk length: the authors' ``Mamba2`` default. Like fla's, it is
 #: the kernel's own; mixerlab's ``chunk_size`` shapes mixerlab's form only.
 CHUNK_SIZE = 256
-_INSTALL = (
-    "mamba-ssm is not installed (see the 'mamba' extra; its CUDA kernels build from source with "
-    "nvcc, and causal-conv1d adds the short-convolution kernel)"
+LIBRARY = KernelLibrary(
+    choice="mamba_ssm",
+    package="mamba_ssm",
+    label="mamba-ssm",
+    install=(
+        "mamba-ssm is not installed (see the 'mamba' extra; its CUDA kernels build from source with "
+        "nvcc, and causal-conv1d adds the short-convolution kernel)"
+    ),
+    kernels="mamba-ssm's kernels",
+    fallback="use 'auto' to fall back",
+    auto_fallback="not using it",
 )
 #: where each kernel lives.
 _KERNELS = {
@@ -96,16 +101,13 @@ _KERNELS = {
 
 def mamba_ssm_available() -> bool:
     """Whether the ``mamba_ssm`` package is installed; cheap (finds it, does not import it)."""
-    return importlib.util.find_spec("mamba_ssm") is not None
+    return LIBRARY.available()
 
 
 def check_backend(owner: str, backend: Any) -> None:
     """Validate the ``backend`` option of ``mamba`` / ``mamba2`` at construction time."""
-    check_choice(owner, "backend", backend, BACKENDS)
-    if backend == "mamba_ssm":
-        check(mamba_ssm_available(), owner, "backend", backend, f"{_INSTALL}; use 'auto' or 'torch'")
-    else:
-        fla.check_backend(owner, backend)
+    LIBRARY.check(owner, backend, BACKENDS)
+    fla.LIBRARY.check(owner, backend, BACKENDS)
 
 
 def fla_backend(backend: str) -> str:
@@ -121,50 +123,16 @@ def use_mamba_ssm(owner: str, backend: str, x: Tensor, kernel: str = "selective_
     package that does not import, is an error naming the field; ``"auto"`` quietly takes the next
     backend for such inputs.
     """
-    if backend not in ("auto", "mamba_ssm"):
-        return False
-    fits = x.is_cuda and x.dtype in KERNEL_DTYPES
-    if backend == "mamba_ssm":
-        check(
-            fits,
-            owner,
-            "backend",
-            backend,
-            f"mamba-ssm's kernels need a CUDA input in {[str(d) for d in KERNEL_DTYPES]}; got "
-            f"{x.device.type} {x.dtype} (use 'auto' to fall back)",
-        )
-        error = _load(kernel)[1]
-        check(
-            error is None, owner, "backend", backend, f"mamba-ssm is installed but does not import ({error})"
-        )
-        return True
-    if not fits or not mamba_ssm_available():
-        return False
-    error = _load(kernel)[1]
-    if error is not None:
-        _warn_once(f"backend='auto': mamba-ssm is installed but does not import ({error}); not using it")
-    return error is None
+    return LIBRARY.use(owner, backend, x, KERNEL_DTYPES, lambda: _load(kernel))
 
 
-@functools.cache
 def _load(name: str) -> tuple[Callable[..., Any] | None, ImportError | None]:
     """The kernel ``name`` (its module imported once), or the import error."""
-    try:
-        return getattr(importlib.import_module(_KERNELS[name]), name), None
-    except ImportError as exc:
-        return None, exc
+    return load(_KERNELS[name], name)
 
 
 def _kernel(name: str) -> Callable[..., Any]:
-    kernel, error = _load(name)
-    if error is not None:
-        raise error
-    return kernel
-
-
-@functools.cache
-def _warn_once(message: str) -> None:
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    return require(_KERNELS[name], name)
 
 
 class _StateWithoutGradient(torch.autograd.Function):
