@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib.util
 import warnings
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
@@ -236,7 +236,7 @@ def test_layer_on_the_fla_path_equals_the_torch_path(case, monkeypatch):
         return KERNELS[name]
 
     monkeypatch.setattr(backend, "_kernel", kernel)
-    monkeypatch.setattr(backend, "use_fla", lambda owner, choice, x: True)
+    monkeypatch.setattr(backend, "use_fla", lambda owner, choice, x, **options: True)
     for module in ("linear_attention", "delta", "ssm", "mamba2", "rwkv6"):
         monkeypatch.setattr(f"mixerlab.layers.token_mixers.{module}.use_fla", backend.use_fla)
     y_fla, state_fla = mixer(x[:, :6])
@@ -287,17 +287,25 @@ def test_fla_demanded_without_the_package_is_a_clear_error():
 
 
 def test_gated_backward_fallback_warns(monkeypatch):
-    """Where fla refuses the gated backward, the layer's own form runs, after a warning."""
+    """Where fla refuses the gated backward, the layer's own form runs, after a warning: for a
+    scalar gate ``[B, T, H]`` (the last of the call's inputs) only, and through ``use_fla``."""
     monkeypatch.setattr(backend, "gated_backward_broken", lambda *tensors: True)
     _loader.warn_once.cache_clear()
     q = torch.randn(1, 3, 2, 4)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert backend.delta_rule_needs_fallback("gated_deltanet", q, q, q, q[..., 0], q[..., 0])
-        assert not backend.delta_rule_needs_fallback("deltanet", q, q, q, q[..., 0], None)
-        assert backend.linear_attention_needs_fallback("retention", q, q, q, q[..., 0])
-        assert not backend.linear_attention_needs_fallback("gla", q, q, q, q)
+        assert backend.gated_backward_refused("gated_deltanet", q, q, q, q[..., 0], q[..., 0])
+        assert not backend.gated_backward_refused("deltanet", q, q, q, q[..., 0], None)
+        assert backend.gated_backward_refused("retention", q, q, q, q[..., 0])
+        assert not backend.gated_backward_refused("gla", q, q, q, q)
+        assert not backend.gated_backward_refused("linear_attention")
     assert any("Triton" in str(w.message) for w in caught)
+    # an input fla's kernels take (the attributes of a CUDA tensor, so that this runs on a CPU)
+    monkeypatch.setattr(backend, "_load", lambda: (object(), None))
+    cuda_input = SimpleNamespace(is_cuda=True, dtype=torch.bfloat16, device=torch.device("cuda"))
+    assert backend.use_fla("gla", "fla", cuda_input, gated=(q, q, q, q))
+    assert backend.use_fla("deltanet", "fla", cuda_input, gated=(q, q, q, q[..., 0], None))
+    assert not backend.use_fla("retention", "fla", cuda_input, gated=(q, q, q, q[..., 0]))
 
 
 @needs_fla

@@ -18,7 +18,7 @@ from mixerlab.errors import check
 from mixerlab.layers.short_conv import ShortConv
 from mixerlab.layers.token_mixers.base import State, TokenMixer
 from mixerlab.layers.token_mixers.delta import DeltaState, check_delta_options
-from mixerlab.ops.backends.fla import check_backend, comba_fla, delta_rule_needs_fallback, use_fla
+from mixerlab.ops.backends.fla import check_backend, comba_fla, use_fla
 from mixerlab.ops.comba import comba_chunk, comba_recurrent, comba_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -138,7 +138,7 @@ class Comba(DeltaState, TokenMixer):
             o = o[:, None]
         elif self.mode == "reference":
             o, S = comba_reference(q, k, v, p, beta, g, state=S0)
-        elif use_fla("comba", self.backend, x) and not delta_rule_needs_fallback("comba", q, k, v, beta, g):
+        elif use_fla("comba", self.backend, x, gated=(q, k, v, beta, g)):
             o, S = comba_fla(q, k, v, p, beta, g, state=S0)
         else:
             o, S = comba_chunk(q, k, v, p, beta, g, state=S0, chunk_size=self.chunk_size)

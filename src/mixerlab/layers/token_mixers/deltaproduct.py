@@ -22,7 +22,6 @@ from mixerlab.layers.token_mixers.delta import DeltaState, check_bool, check_del
 from mixerlab.ops.backends.fla import (
     FLA_HALF_DTYPES,
     check_backend,
-    delta_rule_needs_fallback,
     deltaproduct_fla,
     use_fla,
 )
@@ -139,9 +138,7 @@ class GatedDeltaProduct(DeltaState, TokenMixer):
             o = o[:, None]
         elif self.mode == "reference":
             o, S = deltaproduct_reference(q, k, v, beta, g, state=S0)
-        elif use_fla(
-            "gated_deltaproduct", self.backend, x, dtypes=FLA_HALF_DTYPES
-        ) and not delta_rule_needs_fallback("gated_deltaproduct", q, k, v, beta, g):
+        elif use_fla("gated_deltaproduct", self.backend, x, dtypes=FLA_HALF_DTYPES, gated=(q, k, v, beta, g)):
             o, S = deltaproduct_fla(q, k, v, beta, g, state=S0)
         else:
             o, S = deltaproduct_chunk(q, k, v, beta, g, state=S0, chunk_size=self.chunk_size)

@@ -29,7 +29,6 @@ from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
 from mixerlab.ops.backends.fla import (
     check_backend,
     linear_attention_fla,
-    linear_attention_needs_fallback,
     use_fla,
 )
 from mixerlab.ops.linear_attention import (
@@ -92,7 +91,7 @@ def run_linear_attention(
             o, state = linear_attention_recurrent(q[:, t], k[:, t], v[:, t], decay_t, state)
             outs.append(o)
         return (torch.stack(outs, dim=1) if outs else v.new_zeros(v.shape)), state
-    if use_fla(owner, backend, q) and not linear_attention_needs_fallback(owner, q, k, v, log_decay):
+    if use_fla(owner, backend, q, gated=(q, k, v, log_decay)):
         return linear_attention_fla(q, k, v, log_decay, state)
     return linear_attention_chunk(
         q,

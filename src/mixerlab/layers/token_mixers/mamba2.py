@@ -20,14 +20,8 @@ from torch import Tensor, nn
 from mixerlab.errors import check, check_divisible, check_positive_int
 from mixerlab.layers.short_conv import ShortConv, load_legacy_conv_keys
 from mixerlab.layers.token_mixers.base import State, TokenMixer
-from mixerlab.ops.backends.fla import linear_attention_needs_fallback, ssd_fla, use_fla
-from mixerlab.ops.backends.mamba_ssm import (
-    check_backend,
-    fla_backend,
-    short_conv_mamba_ssm,
-    ssd_mamba_ssm,
-    use_mamba_ssm,
-)
+from mixerlab.ops.backends.fla import ssd_fla, use_fla
+from mixerlab.ops.backends.mamba_ssm import check_backend, short_conv_mamba_ssm, ssd_mamba_ssm, use_mamba_ssm
 from mixerlab.ops.ssd import ssd_chunk, ssd_recurrent, ssd_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -138,9 +132,7 @@ class Mamba2(TokenMixer):
             y, h = ssd_reference(xs, dt, A, B_, C_, state=h0)
         elif kernels:
             y, h = ssd_mamba_ssm(xs, dt, A, B_, C_, state=h0)
-        elif use_fla("mamba2", fla_backend(self.backend), xs) and not linear_attention_needs_fallback(
-            "mamba2", xs, B_, C_, dt
-        ):
+        elif use_fla("mamba2", self.backend, xs, gated=(xs, B_, C_, dt)):
             y, h = ssd_fla(xs, dt, A, B_, C_, state=h0)
         else:
             y, h = ssd_chunk(xs, dt, A, B_, C_, state=h0, chunk_size=self.chunk_size)

@@ -20,7 +20,6 @@ from mixerlab.ops.backends.fla import selective_scan_fla, use_fla
 from mixerlab.ops.backends.mamba_ssm import (
     MAX_STATE_DIM,
     check_backend,
-    fla_backend,
     selective_scan_mamba_ssm,
     short_conv_mamba_ssm,
     use_mamba_ssm,
@@ -194,11 +193,7 @@ class Mamba(TokenMixer):
             # D x and the SiLU(z) gate run fused in the kernel
             y, ssm_state = selective_scan_mamba_ssm(xs, dt, A, B, C, D=self.D, z=z)
             return self.out_proj(y), {"conv": conv_state, "ssm": ssm_state}
-        elif (
-            not step
-            and not self.allow_negative_eigenvalues
-            and use_fla("mamba", fla_backend(self.backend), xs)
-        ):
+        elif not step and not self.allow_negative_eigenvalues and use_fla("mamba", self.backend, xs):
             y, ssm_state = selective_scan_fla(xs, dt, A, B, C, state=kwargs["state"])
         elif step:
             y, ssm_state = selective_scan_recurrent(xs, dt, A, B, C, **kwargs)

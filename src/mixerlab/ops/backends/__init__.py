@@ -16,6 +16,9 @@ conventions (scaling, log-space gates, layouts, states) lives in one module here
 ``mamba`` and ``mamba2`` also take ``"mamba_ssm"``: the authors' kernels from the mamba-ssm and
 causal-conv1d packages (:mod:`.mamba_ssm`); for them ``"auto"`` on CUDA picks mamba-ssm when it
 imports, else fla, else mixerlab's forms.
+
+The rule above (validation, the per-call choice, the one-time warnings, the lazy imports) is one
+:class:`~mixerlab.ops.backends._loader.KernelLibrary` per package; the modules hold the mappings.
 """
 
 from mixerlab.ops.backends.fla import (

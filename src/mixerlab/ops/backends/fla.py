@@ -120,14 +120,23 @@ def check_backend(owner: str, backend: Any) -> None:
     LIBRARY.check(owner, backend, BACKENDS)
 
 
-def use_fla(owner: str, backend: str, x: Tensor, *, dtypes: tuple[torch.dtype, ...] = FLA_DTYPES) -> bool:
+def use_fla(
+    owner: str,
+    backend: str,
+    x: Tensor,
+    *,
+    dtypes: tuple[torch.dtype, ...] = FLA_DTYPES,
+    gated: tuple[Tensor | None, ...] = (),
+) -> bool:
     """Whether this call of ``owner``'s fast mode goes to fla, for the input ``x``.
 
     ``"fla"`` with an input the kernels cannot take (not on CUDA, or a dtype outside ``dtypes``:
     float64 always, float32 for kernels that refuse it) is an error naming the field; ``"auto"``
-    quietly takes mixerlab's path for such inputs.
+    quietly takes mixerlab's path for such inputs. Any other choice (``"torch"``, another
+    library's) is mixerlab's path. ``gated``: the call's inputs with its gate last, for the
+    kernels whose gated backward fla refuses on some GPUs (:func:`gated_backward_refused`).
     """
-    return LIBRARY.use(owner, backend, x, dtypes, _load)
+    return LIBRARY.use(owner, backend, x, dtypes, _load) and not gated_backward_refused(owner, *gated)
 
 
 def _load() -> tuple[Any, ImportError | None]:
@@ -158,11 +167,20 @@ def gated_backward_broken(*tensors: Tensor) -> bool:
     return (3, 4, 0) <= _version(triton.__version__) < (3, 7, 1)
 
 
-def _fallback_warning(owner: str) -> None:
+def gated_backward_refused(owner: str, *tensors: Tensor | None) -> bool:
+    """True (after a warning) where fla would refuse this call's backward. ``tensors`` are the
+    call's inputs, its gate last: only a scalar gate ``[B, T, H]`` runs on the kernels with the
+    defect (``chunk_simple_gla``, ``chunk_gated_delta_rule``, ``chunk_gated_delta_product``,
+    ``chunk_comba``); per-channel gates ``[B, T, H, K]`` run on ``chunk_gla`` and ``chunk_kda``."""
+    gate = tensors[-1] if tensors else None
+    if gate is None or gate.dim() != 3 or not gated_backward_broken(*[t for t in tensors if t is not None]):
+        return False
     warn_once(
         f"{owner}: fla's gated backward is wrong with Triton < 3.7.1 on Hopper GPUs and fla refuses "
-        "it; using mixerlab's own chunked form (upgrade Triton to >= 3.7.1 for fla's kernels)"
+        "it; using mixerlab's own chunked form (upgrade Triton to >= 3.7.1 for fla's kernels)",
+        stacklevel=4,  # the layer, past this function and use_fla
     )
+    return True
 
 
 def _state_in(state: Tensor | None) -> Tensor | None:
@@ -221,16 +239,6 @@ def linear_attention_fla(
     return o[..., :V].to(v.dtype), S[..., :K, :V].to(state_dtype)
 
 
-def linear_attention_needs_fallback(
-    owner: str, q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor | None
-) -> bool:
-    """True (after a warning) where fla would refuse this call's backward (scalar gates only)."""
-    if log_decay is None or log_decay.dim() != 3 or not gated_backward_broken(q, k, v, log_decay):
-        return False
-    _fallback_warning(owner)
-    return True
-
-
 def delta_rule_fla(
     q: Tensor,
     k: Tensor,
@@ -269,16 +277,6 @@ def delta_rule_fla(
         kernel = kernel or _kernel("chunk_kda" if g.dim() == 4 else "chunk_gated_delta_rule")
         o, S = kernel(q, k, v, g, beta, **common)
     return o.to(v.dtype), S.to(state_dtype)
-
-
-def delta_rule_needs_fallback(owner: str, *tensors: Tensor | None) -> bool:
-    """True (after a warning) where fla would refuse the gated delta rule's backward (a scalar
-    gate ``tensors[-1]: [B, T, H]``; KDA's per-channel kernel has no such defect)."""
-    g = tensors[-1]
-    if g is None or g.dim() == 4 or not gated_backward_broken(*[t for t in tensors if t is not None]):
-        return False
-    _fallback_warning(owner)
-    return True
 
 
 def selective_scan_fla(

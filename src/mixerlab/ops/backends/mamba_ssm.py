@@ -60,7 +60,6 @@ __all__ = [
     "CHUNK_SIZE",
     "causal_conv1d_mamba_ssm",
     "check_backend",
-    "fla_backend",
     "mamba_ssm_available",
     "selective_scan_mamba_ssm",
     "short_conv_mamba_ssm",
@@ -108,12 +107,6 @@ def check_backend(owner: str, backend: Any) -> None:
     """Validate the ``backend`` option of ``mamba`` / ``mamba2`` at construction time."""
     LIBRARY.check(owner, backend, BACKENDS)
     fla.LIBRARY.check(owner, backend, BACKENDS)
-
-
-def fla_backend(backend: str) -> str:
-    """The choice handed to :func:`.fla.use_fla` where mamba-ssm's kernels are not taken: an explicit
-    ``"mamba_ssm"`` falls back to mixerlab's own forms, never to fla's."""
-    return "torch" if backend == "mamba_ssm" else backend
 
 
 def use_mamba_ssm(owner: str, backend: str, x: Tensor, kernel: str = "selective_scan_fn") -> bool:
