@@ -22,6 +22,14 @@ if [ "$stage" = fetch ]; then
     exit 0
 fi
 
+case "$stage" in
+check | extra | tiny) ;;
+*)
+    echo "unknown stage '$stage': expected fetch, check, extra or tiny" >&2
+    exit 2
+    ;;
+esac
+
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
@@ -69,10 +77,6 @@ tiny)
         --dim 32 --rounds 1 --repeats 1
     run sequential_loops 120 python3 benchmarks/sequential_loops.py --seq-len 16 --dim 32 --repeats 1
     run mamba_chunk 120 python3 benchmarks/mamba_chunk.py --seq-lens 32 --dim 32 --rounds 1
-    ;;
-*)
-    echo "unknown stage '$stage': expected fetch, check, extra or tiny" >&2
-    exit 2
     ;;
 esac
 exit $status
