@@ -169,27 +169,35 @@ def main() -> None:
     skip = set(args.skip.split(","))
     failures: list[str] = []
     started = time.perf_counter()
-    summary = []
+    summary: list[str] = []
+    section = ""
+
+    def write() -> str:
+        """The section so far, on disk after every stage: a run cut off keeps the stages before."""
+        text = section + "\n" + "".join(f"- {line}\n" for line in summary)
+        text += f"- whole check: {time.perf_counter() - started:.0f} s, {len(failures)} failure(s)\n"
+        text += "".join(f"- FAIL {line}\n" for line in failures)
+        Path(args.out).write_text(text)
+        return text
+
     if "checks" not in skip:
         mixer_checks(device, failures)
         model_checks(device, failures)
         checked = len(mixerlab.list_token_mixers()) + len(mixerlab.list_models()) + 3
         summary.append(f"mixer and model checks: {checked - len(failures)} passed, {len(failures)} failed")
         print(summary[-1], f"({time.perf_counter() - started:.0f} s)", flush=True)
+        write()
     if "tests" not in skip:
         tests = test_suites(args.tests_k or device.type, args.tests_timeout, failures)
         summary.append(f"test suites (-k {args.tests_k or device.type!r}): {tests}")
         print(summary[-1], f"({time.perf_counter() - started:.0f} s)", flush=True)
-    section = ""
+        write()
     if "bench" not in skip:
         section = benchmark(device, args.tiny, args.bench_budget)
         print(section, flush=True)
     for line in failures:
         print("FAIL", line)
-    text = section + "\n" + "".join(f"- {line}\n" for line in summary)
-    text += f"- whole check: {time.perf_counter() - started:.0f} s, {len(failures)} failure(s)\n"
-    Path(args.out).write_text(text)
-    print(text)
+    print(write())
     sys.exit(1 if failures else 0)
 
 

@@ -679,9 +679,6 @@ PEERS: dict[str, list[Peer]] = {
             "parallel",
             _fla("forgetting_attn", "naive_forgetting_attn", _ForgetGateInputs),
             _plain_call,
-            # already the defaults: named so that ours is timed right after the peer, on the same
-            # machine state (the default-settings row was timed minutes earlier)
-            same_settings={"bias": False},
         )
     ],
     "path": [
@@ -709,9 +706,6 @@ PEERS: dict[str, list[Peer]] = {
             "parallel",
             _fla("stickbreaking_attn", "naive_stickbreaking_attn", attend_current=True),
             _plain_call,
-            # already the defaults: named so that ours is timed right after the peer, on the same
-            # machine state (the default-settings row was timed minutes earlier)
-            same_settings={"bias": False},
         )
     ],
     "deltaformer": [

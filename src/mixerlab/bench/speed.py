@@ -475,7 +475,11 @@ def _measure_peers(
 
     rows = []
     dt = str(dtype).removeprefix("torch.")
+    default: nn.Module | None = None  # our mixer as the grid builds it, timed beside each peer
     for peer in peers_for(name):
+        if default is None:
+            torch.manual_seed(0)
+            default = build_mixer(name, cfg, dtype)
         torch.manual_seed(0)
         same = build_mixer(name, cfg, dtype, **peer.same_settings) if peer.same_settings else None
         timed: list[tuple[int, float]] = []  # (length, seconds per step) of this peer so far
@@ -515,8 +519,21 @@ def _measure_peers(
                     held.append((seq_len, measured["peak_mem_mb"]))
                 row["peer_peak_mem_mb"] = measured["peak_mem_mb"]
                 row["peer_fwdbwd_tok_s"] = measured["fwdbwd_tok_s"]
-                if fast is not None:
-                    row["ratio"] = fast["fwdbwd_tok_s"] / measured["fwdbwd_tok_s"]
+                # ours timed again right after the peer: the grid's figure for this length was
+                # taken minutes earlier, and a load change in between would move the ratio
+                adjacent = measure_layer(
+                    default,
+                    mixer_call,
+                    cfg,
+                    seq_len,
+                    dtype,
+                    warmup=1,
+                    flops=False,
+                    forward=False,
+                    memory=False,
+                )
+                row["ours_fwdbwd_tok_s"] = adjacent["fwdbwd_tok_s"]
+                row["ratio"] = adjacent["fwdbwd_tok_s"] / measured["fwdbwd_tok_s"]
                 if same is not None:
                     # measured right after the peer, so both see the same machine state
                     ours = measure_layer(
