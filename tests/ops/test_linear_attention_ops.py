@@ -129,3 +129,34 @@ def test_strong_decays_stay_finite_in_float32(decay):
     close(o.double(), o_ref, "strong-decay output", rtol=1e-3, atol=1e-4)
     grads = torch.autograd.grad(o.square().sum(), (q, k, v, log_decay))
     assert all(torch.isfinite(g).all() for g in grads)
+
+
+def test_compiled_chunk_is_one_graph_and_picks_the_scores_from_the_data():
+    # torch.cond chooses between the one-matmul and the sub-chunked scores at run time, so one
+    # compiled graph (no break, no recompilation) must serve both mild and nearly closing gates.
+    # A log decay of -400 on five steps of a chunk of 8 spans -2000: the one-matmul form would need
+    # exp(1000), which overflows float64, so a wrong choice shows as inf/NaN, not as a small error.
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+
+    def run(q, k, v, log_decay, S0):
+        return linear_attention_chunk(q, k, v, log_decay, initial_state=S0, chunk_size=8, subchunk_size=4)
+
+    compiled = torch.compile(run, backend=counter, fullgraph=True)
+    q, k, v, log_decay, S0 = make_inputs("vector")
+    strong = log_decay * 0 - 400.0
+    strong[:, ::3] = -1e-3  # mix nearly closed and open steps
+    for label, decay in (("mild", log_decay), ("strong", strong)):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v, decay, S0)]
+        o_ref, S_ref = linear_attention_reference(*leaves[:4], initial_state=leaves[4])
+        o, S = compiled(*leaves)
+        close(o, o_ref, f"{label} compiled output")
+        close(S, S_ref, f"{label} compiled state")
+        g_o = torch.randn_like(o)
+        grads_ref = torch.autograd.grad((o_ref * g_o).sum() + S_ref.sum(), leaves)
+        grads = torch.autograd.grad((o * g_o).sum() + S.sum(), leaves)
+        for i, (a, b) in enumerate(zip(grads, grads_ref)):
+            close(a, b, f"{label} compiled gradient of input {i}")
+    assert counter.frame_count == 1, f"expected one compiled graph, got {counter.frame_count}"

@@ -50,10 +50,6 @@ class HGRN2(TokenMixer):
     ``chunk_gla`` for CUDA inputs when installed (see :mod:`mixerlab.ops.backends`).
     """
 
-    # the chunked form reads the decays' range (.item()) to pick its intra-chunk scores: a graph
-    # break under torch.compile (taking the exact scores whenever compiled was slower)
-    compile_fullgraph = False
-
     modes = ("chunk", "recurrent", "reference")
 
     def __init__(

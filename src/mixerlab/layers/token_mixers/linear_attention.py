@@ -450,10 +450,6 @@ class GatedLinearAttention(_LinearAttentionBase):
     ``chunk_size``) for the intra-chunk scores, all in log space with non-positive exponents.
     """
 
-    # the chunked form reads the decays' range (.item()) to pick its intra-chunk scores: a graph
-    # break under torch.compile (taking the exact scores whenever compiled was slower)
-    compile_fullgraph = False
-
     def __init__(
         self,
         dim: int,

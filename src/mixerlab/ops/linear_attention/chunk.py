@@ -17,6 +17,14 @@ exponents within ``+-|g_C| / 2``; when that is below ``max_exponent`` (default `
 exactly safe form is used: the chunk is cut again into sub-chunks, pairs of different sub-chunks
 split at the boundary ``r`` between them (``s <= r <= t``, both factors ``<= 1``) and use a matmul,
 and the ``c x c`` diagonal blocks are formed element by element.
+
+Which form a call needs depends on the data. Eagerly a Python ``if`` picks it; under
+``torch.compile`` the choice is a ``torch.cond`` (both forms traced, one run per call), so the chunked
+mixers compile as one graph and keep the one-matmul form. No fixed set of matmuls with clamped
+exponents replaces the choice exactly: with one split ``r`` per channel, a pair ``s <= t`` near the
+chunk start of a channel whose decay spans more than ``2 * max_exponent`` has ``g_t - r`` above the
+bound while its true factor ``exp(g_t - g_s)`` may be 1, so a clamp there changes an unmasked score,
+and covering every such span needs a number of splits that grows with the decay.
 """
 
 from __future__ import annotations
@@ -82,12 +90,12 @@ def linear_attention_chunk(
         g = rearrange(log_decay, "b (n c) h k -> b h n c k", c=C).cumsum(-2)
         if max_exponent is None:
             max_exponent = math.log(torch.finfo(q.dtype).max) / 4
-        mid = 0.5 * g[..., -1:, :]  # [B, H, N, 1, K]
-        # The check reads the data: under torch.compile a graph break per call. Taking the exact
-        # sub-chunked form whenever compiled avoids the break but made compiled gla slower than
-        # eager (0.95-0.97x at T=32, widths 32/64), so the break stays.
-        if bool((-mid <= max_exponent).all()):
-            A = ((q * (g - mid).exp()) @ (k * (mid - g).exp()).transpose(-1, -2)).masked_fill(~causal, 0.0)
+        # split at the middle of the chunk's total decay, both exponents stay within |g_C| / 2
+        fits = (g[..., -1, :] >= -2 * max_exponent).all()
+        if torch.compiler.is_compiling():  # reading `fits` in Python would break the graph
+            A = _scores_in_one_graph(fits, q, k, g, sub)
+        elif bool(fits):
+            A = _one_matmul_scores(q, k, g)
         else:
             A = _intra_chunk_scores(q, k, g, sub)
         q_in = q * g.exp()
@@ -106,6 +114,45 @@ def linear_attention_chunk(
     o = o + q_in @ torch.stack(before, dim=2)
     o = rearrange(o, "b h n c v -> b (n c) h v")[:, :T]
     return o, S
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose gradient is made contiguous: ``torch.cond``'s backward needs both branches'
+    input gradients laid out alike, and the one-matmul form's key gradient comes out transposed."""
+
+    @staticmethod
+    def forward(x: Tensor) -> Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad.contiguous()
+
+
+def _scores_in_one_graph(fits: Tensor, q: Tensor, k: Tensor, g: Tensor, sub: int) -> Tensor:
+    """The intra-chunk scores as one traceable choice: the one-matmul form where ``fits``, else the
+    sub-chunked form (under ``torch.compile``; a Python ``if`` on ``fits`` would break the graph)."""
+
+    def fast(q: Tensor, k: Tensor, g: Tensor) -> Tensor:
+        return _one_matmul_scores(*(_ContiguousGrad.apply(t) for t in (q, k, g)))
+
+    def safe(q: Tensor, k: Tensor, g: Tensor) -> Tensor:
+        return _intra_chunk_scores(*(_ContiguousGrad.apply(t) for t in (q, k, g)), sub)
+
+    return torch.cond(fits, fast, safe, (q, k, g))
+
+
+def _one_matmul_scores(q: Tensor, k: Tensor, g: Tensor) -> Tensor:
+    """``A[t, s]`` as in :func:`_intra_chunk_scores`, split at the middle of each chunk's decay:
+    valid when every chunk's total log decay is at least ``-2 * max_exponent``."""
+    C = q.shape[-2]
+    causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
+    mid = 0.5 * g[..., -1:, :]  # [B, H, N, 1, K]
+    return ((q * (g - mid).exp()) @ (k * (mid - g).exp()).transpose(-1, -2)).masked_fill(~causal, 0.0)
 
 
 def _intra_chunk_scores(q: Tensor, k: Tensor, g: Tensor, sub: int) -> Tensor:
