@@ -58,3 +58,20 @@ def test_non_finite_update_is_a_clear_error():
     pre[0, 3, 0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match="mode='reference'"):
         newton_solve(pre, A, h0)
+
+
+def test_compiled_newton_is_one_graph_that_stops_and_fails_as_eager_does():
+    # under torch.compile the adaptive stop is a while_loop on the device: same iterations, same
+    # solution, and a non-finite update still fails (an on-device assertion, a RuntimeError)
+    torch._dynamo.reset()
+    solve = torch.compile(newton_solve, backend="aot_eager", fullgraph=True)
+    pre, A, h0 = _inputs(40, scale=2.0)
+    for options in ({}, {"tol": 0.0, "max_iters": 2}):
+        h, jac, iters = newton_solve(pre, A, h0, **options)
+        h_c, jac_c, iters_c = solve(pre, A, h0, **options)
+        assert int(iters_c) == iters and iters > 1
+        torch.testing.assert_close(h_c, h, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(jac_c, jac, rtol=1e-12, atol=1e-12)
+    pre[0, 3, 0, 0] = float("nan")
+    with pytest.raises(RuntimeError, match="mode='reference'"):
+        solve(pre, A, h0, tol=0.0, max_iters=2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import mixerlab
@@ -57,3 +58,40 @@ def test_the_lowest_gated_blocks_are_never_read():
         for fn in (moba_reference, moba_parallel):
             changed = not torch.allclose(fn(q, k, v2, block_size=4, top_k=1)[0, t], o[0, t])
             assert changed == (j == best), (j, best, fn.__name__)
+
+
+# (Tk, Tq, block_size): one call, a cached continuation, one decoding step, odd lengths, lengths
+# shorter than one block and exact multiples of it
+SHAPES = [(13, 13, 4), (13, 5, 4), (13, 1, 4), (16, 16, 4), (3, 3, 4), (5, 1, 8), (33, 33, 8)]
+
+
+def _cached_qkv(Tk: int, Tq: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(2, Tq, 4, 5, generator=g, dtype=torch.float64)
+    k = torch.randn(2, Tk, 2, 5, generator=g, dtype=torch.float64)
+    v = torch.randn(2, Tk, 2, 3, generator=g, dtype=torch.float64)
+    return q, k, v
+
+
+@pytest.mark.parametrize(("Tk", "Tq", "block_size"), SHAPES)
+def test_parallel_equals_reference_with_a_cache_and_short_lengths(Tk, Tq, block_size):
+    q, k, v = _cached_qkv(Tk, Tq)
+    for top_k in (1, 2, 5):
+        expected = moba_reference(q, k, v, block_size=block_size, top_k=top_k)
+        actual = moba_parallel(q, k, v, block_size=block_size, top_k=top_k)
+        torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_compiled_as_one_graph_with_a_cache_equals_eager():
+    # the number of blocks a query may pick comes from shapes, so no graph break with a cache
+    # (one decoding step) nor below one block (the registry-wide test_compile covers one call)
+    torch._dynamo.reset()
+    compiled = torch.compile(moba_parallel, backend="aot_eager", fullgraph=True, dynamic=False)
+    for Tk, Tq, block_size in [(13, 1, 4), (3, 3, 4)]:
+        q, k, v = _cached_qkv(Tk, Tq, seed=1)
+        torch.testing.assert_close(
+            compiled(q, k, v, block_size=block_size, top_k=2),
+            moba_parallel(q, k, v, block_size=block_size, top_k=2),
+            rtol=1e-12,
+            atol=1e-12,
+        )

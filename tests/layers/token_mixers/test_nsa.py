@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import mixerlab
+from mixerlab.ops.nsa import nsa_parallel, nsa_reference
 
 
 def _only(branch: int, **kwargs):
@@ -53,3 +55,41 @@ def test_compressed_branch_reads_only_complete_blocks():
         y2, _ = nsa(x2)
         torch.testing.assert_close(y2[:, :7], y[:, :7])
         assert not torch.allclose(y2[:, 7:], y[:, 7:])
+
+
+# (Tk, Tq, block_size): one call, a cached continuation, one decoding step, odd lengths, lengths
+# shorter than one block and exact multiples of it
+SHAPES = [(13, 13, 4), (13, 5, 4), (13, 1, 4), (16, 16, 4), (3, 3, 4), (5, 1, 8), (33, 33, 8)]
+
+
+def _cached_inputs(Tk: int, Tq: int, block_size: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(2, Tq, 3, 5, generator=g, dtype=torch.float64)
+    k = torch.randn(2, Tk, 3, 5, generator=g, dtype=torch.float64)
+    v = torch.randn(2, Tk, 3, 4, generator=g, dtype=torch.float64)
+    gates = torch.rand(2, Tq, 3, 3, generator=g, dtype=torch.float64)
+    compress_k, compress_v = (torch.randn(3, block_size, generator=g, dtype=torch.float64) for _ in range(2))
+    return q, k, v, gates, compress_k, compress_v
+
+
+@pytest.mark.parametrize(("Tk", "Tq", "block_size"), SHAPES)
+def test_parallel_equals_reference_with_a_cache_and_short_lengths(Tk, Tq, block_size):
+    args = _cached_inputs(Tk, Tq, block_size)
+    for num_selected in (1, 2, 5):
+        options = {"block_size": block_size, "num_selected": num_selected, "window": 3}
+        torch.testing.assert_close(
+            nsa_parallel(*args, **options), nsa_reference(*args, **options), rtol=1e-12, atol=1e-12
+        )
+
+
+def test_compiled_as_one_graph_with_a_cache_equals_eager():
+    # the number of blocks a query may pick comes from shapes, so no graph break with a cache
+    # (one decoding step) nor below one block (the registry-wide test_compile covers one call)
+    torch._dynamo.reset()
+    compiled = torch.compile(nsa_parallel, backend="aot_eager", fullgraph=True, dynamic=False)
+    for Tk, Tq, block_size in [(13, 1, 4), (3, 3, 4)]:
+        args = _cached_inputs(Tk, Tq, block_size, seed=1)
+        options = {"block_size": block_size, "num_selected": 2, "window": 3}
+        torch.testing.assert_close(
+            compiled(*args, **options), nsa_parallel(*args, **options), rtol=1e-12, atol=1e-12
+        )

@@ -43,9 +43,6 @@ class MixtureOfBlockAttention(Attention):
     SDPA call), ``reference`` (the per-query loop).
     """
 
-    # how many blocks a query may pick is read from a tensor (.item()): a graph break under torch.compile
-    compile_fullgraph = False
-
     name: ClassVar[str] = "moba"
     modes = ("parallel", "reference")
     noncausal = "bidirectional"

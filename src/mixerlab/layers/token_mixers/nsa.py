@@ -47,9 +47,6 @@ class NativeSparseAttention(Attention):
     documents run one at a time. Modes: ``parallel`` (masked calls), ``reference``.
     """
 
-    # how many blocks a query may pick is read from a tensor (.item()): a graph break under torch.compile
-    compile_fullgraph = False
-
     name: ClassVar[str] = "nsa"
     modes = ("parallel", "reference")
     noncausal = "bidirectional"

@@ -44,13 +44,11 @@ class ParaGRU(TokenMixer):
     Newton's method, each step a parallel linear scan, until the largest update is below ``tol``
     (default ``sqrt(eps)`` of the dtype) or ``max_iters`` steps (default ``T``, which is exact);
     gradients by the implicit function theorem (an adjoint scan). ``"reference"`` evaluates the
-    cell step by step. ``last_newton_iters`` records the iterations of the latest call.
+    cell step by step. ``last_newton_iters`` records the iterations of the latest call (an
+    ``int``; a 0-d tensor under torch.compile, where the iterations are one ``while_loop``).
     Initialisation (ours): update-gate bias ``-linspace(0, 3)`` so many channels start with long
     memory, recurrent diagonals uniform in ``[-0.5, 0.5]``.
     """
-
-    # Newton's iterations stop on a test that reads the residual (.item()): a graph break under torch.compile
-    compile_fullgraph = False
 
     modes = ("newton", "reference")
 

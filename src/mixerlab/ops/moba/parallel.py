@@ -26,7 +26,9 @@ def moba_parallel(q: Tensor, k: Tensor, v: Tensor, *, block_size: int, top_k: in
     mask = (key_block[None, :] == own[:, None]) & (torch.arange(Tk, device=device)[None, :] <= pos[:, None])
     mask = mask.expand(B, H, Tq, Tk)
     full = Tk // block_size  # complete blocks; a partial last block is only ever a query's own
-    chosen = min(top_k, int(own.max()))
+    # the last query (position Tk - 1) has the most earlier blocks: the count comes from shapes,
+    # not from reading ``own`` back, so torch.compile captures one graph
+    chosen = min(top_k, (Tk - 1) // block_size) if Tq > 0 else 0
     if chosen > 0 and full > 0:
         # gates in at least float32: a bfloat16 gate flips the choice between near-equal blocks
         wide = torch.promote_types(q.dtype, torch.float32)

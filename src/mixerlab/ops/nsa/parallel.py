@@ -52,7 +52,9 @@ def nsa_parallel(
         filled = scores.masked_fill(~visible, float("-inf")).masked_fill(~any_visible, 0.0)
         weights = torch.softmax(filled, dim=-1) * any_visible
         o_cmp = torch.einsum("bhtn,bnhv->bthv", weights, vc)
-        chosen = min(num_selected, int(own.max()))
+        # the last query (position Tk - 1) has the most earlier blocks; from shapes, not read
+        # back from ``own``, so torch.compile captures one graph
+        chosen = min(num_selected, (Tk - 1) // l) if Tq > 0 else 0
         if chosen > 0:
             earlier = torch.arange(N, device=device)[None, :] < own[:, None]
             wide = torch.promote_types(q.dtype, torch.float32)  # a bfloat16 ranking flips near-ties

@@ -29,6 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch._higher_order_ops import while_loop
 
 from mixerlab.ops.linear_scan import linear_scan_doubling
 from mixerlab.ops.pararnn.recurrent import paragru_recurrent, paragru_recurrent_jacobian
@@ -44,23 +45,20 @@ def _shift(h: Tensor, h0: Tensor) -> Tensor:
     return torch.cat([h0[:, None], h[:, :-1]], dim=1)
 
 
-@torch.no_grad()
-def newton_solve(
-    pre: Tensor, A: Tensor, h0: Tensor, *, tol: float | None = None, max_iters: int | None = None
-) -> tuple[Tensor, Tensor, int]:
-    """Solve ``h_t = f(h_{t-1}, x_t)`` for all ``t``; returns ``(h*, A_t at h*, iterations)``."""
-    T = pre.shape[1]
-    tol = torch.finfo(pre.dtype).eps ** 0.5 if tol is None else tol
-    max_iters = T if max_iters is None else max_iters
-    # Initial guess (the authors'): every step evaluated from a zero previous state, except the
-    # first, which sees the true h0 and so is exact from the start.
-    h = paragru_recurrent(_shift(torch.zeros_like(pre[:, :, 0]), h0), pre, A)
+def _newton_step(h: Tensor, pre: Tensor, A: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
+    """One Newton update of the whole trajectory: ``(h + delta, max |delta|)`` (a 0-d tensor)."""
+    f_val, jac = paragru_recurrent_jacobian(_shift(h, h0), pre, A)
+    delta, _ = linear_scan_doubling(jac, f_val - h, chunk_size=SCAN_BLOCK)
+    return h + delta, delta.abs().amax()
+
+
+def _iterate_eager(
+    h: Tensor, pre: Tensor, A: Tensor, h0: Tensor, tol: float, max_iters: int
+) -> tuple[Tensor, int]:
     iters = 0
     for iters in range(1, max_iters + 1):
-        f_val, jac = paragru_recurrent_jacobian(_shift(h, h0), pre, A)
-        delta, _ = linear_scan_doubling(jac, f_val - h, chunk_size=SCAN_BLOCK)
-        h = h + delta
-        step = delta.abs().max().item()
+        h, step = _newton_step(h, pre, A, h0)
+        step = step.item()
         if not math.isfinite(step):
             raise FloatingPointError(
                 f"ParaRNN Newton iteration {iters} produced a non-finite update (the linearised "
@@ -68,6 +66,57 @@ def newton_solve(
             )
         if step <= tol:
             break
+    return h, iters
+
+
+def _iterate_traced(
+    h: Tensor, pre: Tensor, A: Tensor, h0: Tensor, tol: float, max_iters: int
+) -> tuple[Tensor, Tensor]:
+    """The same iteration as one ``while_loop`` node, so that torch.compile captures one graph.
+
+    The stop test reads the update on the device instead of in Python: after the first step the
+    loop runs on while fewer than ``max_iters`` steps were taken and the last update was finite
+    and above ``tol`` (the eager loop's test, step for step). A non-finite update ends the loop
+    and fails the ``_assert_async`` below: a RuntimeError with the eager message's substance,
+    raised when the compiled graph runs (on a GPU, at the next synchronisation).
+    """
+
+    def running(iters: Tensor, h: Tensor, step: Tensor) -> Tensor:
+        return (iters < max_iters) & ((iters == 0) | ((step > tol) & step.isfinite()))
+
+    def update(iters: Tensor, h: Tensor, step: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        h, step = _newton_step(h, pre, A, h0)
+        return iters + 1, h, step
+
+    iters = torch.zeros((), dtype=torch.int64, device=h.device)
+    step = torch.zeros((), dtype=h.dtype, device=h.device)  # not read before the first update
+    iters, h, step = while_loop(running, update, (iters, h, step))
+    torch._assert_async(
+        step.isfinite(),
+        "ParaRNN Newton iteration produced a non-finite update (the linearised recurrence "
+        "overflowed); evaluate this layer with mode='reference' instead",
+    )
+    return h, iters
+
+
+@torch.no_grad()
+def newton_solve(
+    pre: Tensor, A: Tensor, h0: Tensor, *, tol: float | None = None, max_iters: int | None = None
+) -> tuple[Tensor, Tensor, int | Tensor]:
+    """Solve ``h_t = f(h_{t-1}, x_t)`` for all ``t``; returns ``(h*, A_t at h*, iterations)``.
+
+    Eagerly the iterations are a Python loop (an ``int``; a non-finite update raises
+    FloatingPointError); under torch.compile they are one ``while_loop`` (a 0-d tensor; a
+    non-finite update fails an on-device assertion, a RuntimeError).
+    """
+    T = pre.shape[1]
+    tol = torch.finfo(pre.dtype).eps ** 0.5 if tol is None else tol
+    max_iters = T if max_iters is None else max_iters
+    # Initial guess (the authors'): every step evaluated from a zero previous state, except the
+    # first, which sees the true h0 and so is exact from the start.
+    h = paragru_recurrent(_shift(torch.zeros_like(pre[:, :, 0]), h0), pre, A)
+    iterate = _iterate_traced if torch.compiler.is_compiling() else _iterate_eager
+    h, iters = iterate(h, pre, A, h0, tol, max_iters)
     _, jac = paragru_recurrent_jacobian(_shift(h, h0), pre, A)
     return h, jac, iters
 
@@ -96,9 +145,10 @@ def pararnn_newton(
     *,
     tol: float | None = None,
     max_iters: int | None = None,
-) -> tuple[Tensor, int]:
+) -> tuple[Tensor, int | Tensor]:
     """``(h [B, T, N], Newton iterations used)``; ``tol`` defaults to ``sqrt(eps)`` of the dtype
-    (the following quadratic step is then at rounding level), ``max_iters`` to ``T`` (exact)."""
+    (the following quadratic step is then at rounding level), ``max_iters`` to ``T`` (exact).
+    The iteration count is an ``int``, a 0-d tensor under torch.compile (see :func:`newton_solve`)."""
     B, T, _, N = pre.shape
     h0 = pre.new_zeros(B, N) if h0 is None else h0
     if T == 0:
