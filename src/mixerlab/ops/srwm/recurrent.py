@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable
 
 import torch
 from einops import rearrange
@@ -87,25 +88,33 @@ def _forward_loop(x: Tensor, weight: Tensor, interval: int, save: bool) -> tuple
     d_and_px = x.new_empty(T, N, 2, K)
     d_and_px[:, :, 1] = rearrange(torch.softmax(x, dim=-1), "b t h k -> t (b h) k")
     out = x.new_empty(T, N, R)  # W_{t-1} phi(x_t): rows [y; q; k; beta]
-    if save:  # softmax of q and of k; W_{t-1} (phi(q) - phi(k)); the four learning rates
-        phi, u, lr = x.new_empty(T, N, 2, K), x.new_empty(T, N, R), x.new_empty(T, N, 4)
-        vectors = (phi.unbind(0), u.unbind(0), lr.unbind(0))
-    else:
-        vectors = tuple(itertools.repeat(x.new_empty(*shape)) for shape in ((N, 2, K), (N, R), (N, 4)))
+    # softmax of q and of k; W_{t-1} (phi(q) - phi(k)); the four learning rates: one row per step
+    # when saved, else a single row that every step overwrites
+    n = T if save else 1
+    phi, u, lr = x.new_empty(n, N, 2, K), x.new_empty(n, N, R), x.new_empty(n, N, 4)
     lr_rows, delta = x.new_empty(N, R), x.new_empty(N, R)  # delta = lr (W phi(q) - W phi(k))
-    for W, W_new, dpx, o, ph, u_t, s in zip(
-        [slots[0], *dests[:-1]], dests, d_and_px.unbind(0), out.unbind(0), *vectors
-    ):
-        d, px = dpx.unbind(1)
-        torch.bmm(W, px.unsqueeze(-1), out=o.unsqueeze(-1))
-        torch.ops.aten._softmax.out(o[:, K : 3 * K].view(N, 2, K), -1, False, out=ph)
-        phi_q, phi_k = ph.unbind(1)
-        torch.sub(phi_q, phi_k, out=d)
-        torch.bmm(W, d.unsqueeze(-1), out=u_t.unsqueeze(-1))
-        torch.sigmoid(o[:, 3 * K :], out=s)
+    delta_col = delta.unsqueeze(-1)
+
+    def steps(buf: Tensor) -> Iterable[Tensor]:
+        return buf.unbind(0) if len(buf) == T else itertools.repeat(buf[0], T)
+
+    # every per-step view is cut before the loop (one op for all steps): on a GPU the loop's time
+    # is the ops it dispatches, views included
+    loop = zip(
+        [slots[0], *dests[:-1]],
+        dests,
+        *map(steps, (d_and_px[:, :, 1, :, None], out[..., None], out[:, :, K : 3 * K].unflatten(-1, (2, K)))),
+        *map(steps, (out[:, :, 3 * K :], phi, phi[:, :, 1:], d_and_px[:, :, 0], u[..., None], u, lr)),
+    )
+    for W, W_new, px, o, o_qk, o_beta, ph, phi_k, d, u_col, u_t, s in loop:
+        torch.bmm(W, px, out=o)
+        torch.ops.aten._softmax.out(o_qk, -1, False, out=ph)
+        torch.sub(ph[:, 0], ph[:, 1], out=d)
+        torch.bmm(W, d.unsqueeze(-1), out=u_col)
+        torch.sigmoid(o_beta, out=s)
         torch.index_select(s, 1, groups, out=lr_rows)
         torch.mul(lr_rows, u_t, out=delta)
-        torch.baddbmm(W, delta.unsqueeze(-1), phi_k.unsqueeze(1), out=W_new)
+        torch.baddbmm(W, delta_col, phi_k, out=W_new)
     y = rearrange(out[:, :, :K], "t (b h) k -> b t h k", b=B).contiguous()
     return y, final, (checkpoints, d_and_px, phi, u, lr, groups) if save else ()
 
@@ -138,7 +147,11 @@ class _SRWMLoop(torch.autograd.Function):
         # [d/d u, d/d (W phi(x))] per step of one segment; the y rows of the latter are gy's
         g_u_out = gy.new_empty(C, N, 2, R)
         g_phi = gy.new_empty(N, 2, K)  # [d/d phi(q), d/d phi(k)]
+        g_phi_q, g_phi_k = g_phi.unbind(1)
+        g_phi_q_row, g_phi_k_row = g_phi.split(1, dim=1)
         g_qk = gy.new_empty(N, 2, K)  # [d/d q, d/d k]
+        g_delta = gy.new_empty(N, R, 1)  # d/d delta, as a column and as a row
+        g_delta_row, g_delta_flat = g_delta.view(N, 1, R), g_delta.view(N, R)
         for c in range(len(checkpoints) - 1, -1, -1):
             start, stop = c * C, min(c * C + C, T)
             L = stop - start
@@ -146,32 +159,48 @@ class _SRWMLoop(torch.autograd.Function):
             s = lr[start:stop]
             lr_rows = s.index_select(-1, groups)
             delta = lr_rows * u[start:stop]
-            phi_k = phi[start:stop, :, 1]
             W = weights[:L]
             W[0].copy_(checkpoints[c])
-            for i in range(1, L):
-                torch.baddbmm(W[i - 1], delta[i - 1].unsqueeze(-1), phi_k[i - 1].unsqueeze(1), out=W[i])
+            for W_t, W_next, d_col, phi_k in zip(
+                W[:-1], W[1:], delta[..., None].unbind(0), phi[start:stop, :, 1:].unbind(0)
+            ):
+                torch.baddbmm(W_t, d_col, phi_k, out=W_next)
             # delta = lr_rows u and lr = sigmoid(beta): d/d beta_j = sum over rows r of rate j of
             # d/d delta_r u_r lr_j (1 - lr_j), one [R] x [R, 4] product per step
             to_beta = u[start:stop, :, :, None] * group_sum * (s * (1 - s))[:, :, None, :]  # [L, N, R, 4]
             g = g_u_out[:L]
             g[:, :, 1, :K] = gy_steps[start:stop]
-            for i in range(L - 1, -1, -1):
-                t = start + i
-                g_u, g_o = g[i].unbind(1)
+            # per-step views cut once per segment (see the forward), walked in reverse
+            views = (
+                W,
+                phi[start:stop],
+                phi[start:stop, :, 1, :, None],
+                delta[:, :, None],
+                to_beta,
+                lr_rows,
+                g[:, :, 0],  # d/d u
+                g[:, :, :1],  # d/d u as a row
+                g[:, :, 1, None, 3 * K :],  # d/d beta
+                g[:, :, 1, K : 3 * K],  # d/d q, d/d k
+                g.transpose(2, 3),
+                d_and_px[start:stop],
+            )
+            for W_t, ph, phi_k, delta_row, to_b, lr_r, g_u, g_u_row, g_b, g_o_qk, g_t, dpx in zip(
+                *(reversed(v.unbind(0)) for v in views)
+            ):
                 # W_t = W_{t-1} + delta phi(k)^T
-                g_delta = torch.bmm(G, phi_k[i].unsqueeze(-1)).squeeze(-1)  # [N, R]
-                torch.bmm(delta[i].unsqueeze(1), G, out=g_phi[:, 1:])
-                torch.bmm(g_delta.unsqueeze(1), to_beta[i], out=g_o[:, 3 * K :].unsqueeze(1))
-                torch.mul(g_delta, lr_rows[i], out=g_u)
+                torch.bmm(G, phi_k, out=g_delta)
+                torch.bmm(delta_row, G, out=g_phi_k_row)
+                torch.bmm(g_delta_row, to_b, out=g_b)
+                torch.mul(g_delta_flat, lr_r, out=g_u)
                 # u = W (phi(q) - phi(k))
-                torch.bmm(g_u.unsqueeze(1), W[i], out=g_phi[:, :1])
-                g_phi[:, 1].sub_(g_phi[:, 0])
+                torch.bmm(g_u_row, W_t, out=g_phi_q_row)
+                g_phi_k.sub_(g_phi_q)
                 # into a contiguous buffer: the CPU kernel ignores the strides of a strided out=
-                torch.ops.aten._softmax_backward_data.out(g_phi, phi[t], -1, gy.dtype, grad_input=g_qk)
-                g_o[:, K : 3 * K].copy_(g_qk.view(N, 2 * K))
+                torch.ops.aten._softmax_backward_data.out(g_phi, ph, -1, gy.dtype, grad_input=g_qk)
+                g_o_qk.copy_(g_qk.view(N, 2 * K))
                 # W reads u = W d and out = W phi(x): d/d W_{t-1} gains g_u d^T + g_o phi(x)^T
-                G.baddbmm_(g[i].transpose(1, 2), d_and_px[t])
+                G.baddbmm_(g_t, dpx)
             # phi(x)'s gradient for the whole segment: W_{t-1}^T d/d out_t, then the softmax
             g_px = torch.bmm(
                 rearrange(g[:, :, 1], "t n r -> (t n) 1 r"), rearrange(W, "t n r k -> (t n) r k")
