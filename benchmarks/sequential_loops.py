@@ -9,6 +9,7 @@ on a GPU each is a launch). Shapes are those of the layers at ``--dim`` / ``--nu
 
     OMP_NUM_THREADS=1 python benchmarks/sequential_loops.py --seq-len 512 --dim 256
     python benchmarks/sequential_loops.py --device cuda --dtype bfloat16 --batch-size 4
+    OMP_NUM_THREADS=1 python benchmarks/sequential_loops.py --memory --seq-len 4096
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
+from mixerlab.bench.measure import peak_memory_mb
 from mixerlab.bench.op_count import ops_per_step
 from mixerlab.ops.slstm import slstm_sequential
 from mixerlab.ops.srwm import srwm_recurrent
@@ -92,6 +94,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float64"])
+    parser.add_argument("--memory", action="store_true", help="peak memory of one fused fwd+bwd (CPU RSS)")
     args = parser.parse_args()
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     B, T, H = args.batch_size, args.seq_len, args.num_heads
@@ -113,6 +116,13 @@ def main() -> None:
         ),
         "srwm": ([x, W], lambda t: srwm_autograd_loop(x[:, :t], W), lambda t: srwm_recurrent(x[:, :t], W)[0]),
     }
+    if args.memory:  # resident-memory growth of one forward + backward of each fused loop
+        for name, (_, _, new) in cases.items():
+            mb = peak_memory_mb(lambda new=new: new(T).float().square().mean().backward())
+            print(
+                f"{name}: T={T}, B={B}, dim={args.dim}, {args.dtype}: peak {mb:,.0f} MB fwd+bwd", flush=True
+            )
+        return
     print(
         f"B={B}, T={T}, dim={args.dim}, {H} heads of {K}, {args.dtype} on {device}, "
         f"{torch.get_num_threads()} threads, forward + backward, best of {args.repeats}"

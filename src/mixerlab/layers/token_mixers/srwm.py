@@ -23,7 +23,7 @@ from mixerlab.registry import TOKEN_MIXERS
     meta={
         "state": "H (3K + 4) K",
         "time": "O(T H K^2), sequential over T",
-        "memory": "O(T H K^2) under autograd (one weight matrix per step)",
+        "memory": "O(T H K + sqrt(T) H K^2) in training (weights kept every ceil(sqrt(T)) steps)",
         "state_kind": "fixed",
     },
 )
