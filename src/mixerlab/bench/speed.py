@@ -519,37 +519,14 @@ def _measure_peers(
                     held.append((seq_len, measured["peak_mem_mb"]))
                 row["peer_peak_mem_mb"] = measured["peak_mem_mb"]
                 row["peer_fwdbwd_tok_s"] = measured["fwdbwd_tok_s"]
-                # ours timed again right after the peer: the grid's figure for this length was
-                # taken minutes earlier, and a load change in between would move the ratio
-                adjacent = measure_layer(
-                    default,
-                    mixer_call,
-                    cfg,
-                    seq_len,
-                    dtype,
-                    warmup=1,
-                    flops=False,
-                    forward=False,
-                    memory=False,
-                )
-                row["ours_fwdbwd_tok_s"] = adjacent["fwdbwd_tok_s"]
-                row["ratio"] = adjacent["fwdbwd_tok_s"] / measured["fwdbwd_tok_s"]
+                # ours timed again right after the peer (and, with its settings, once more), so
+                # each ratio sees one machine state: the grid's figure was taken minutes earlier
+                row["ours_fwdbwd_tok_s"] = _tokens_per_s(default, cfg, seq_len, dtype)
+                row["ratio"] = row["ours_fwdbwd_tok_s"] / measured["fwdbwd_tok_s"]
                 if same is not None:
-                    # measured right after the peer, so both see the same machine state
-                    ours = measure_layer(
-                        same,
-                        mixer_call,
-                        cfg,
-                        seq_len,
-                        dtype,
-                        warmup=1,
-                        flops=False,
-                        forward=False,
-                        memory=False,
-                    )
                     row["same_settings"] = peer.same_settings
-                    row["same_fwdbwd_tok_s"] = ours["fwdbwd_tok_s"]
-                    row["same_ratio"] = ours["fwdbwd_tok_s"] / measured["fwdbwd_tok_s"]
+                    row["same_fwdbwd_tok_s"] = _tokens_per_s(same, cfg, seq_len, dtype)
+                    row["same_ratio"] = row["same_fwdbwd_tok_s"] / measured["fwdbwd_tok_s"]
             except ImportError as exc:
                 row["error"] = f"not installed: {exc}"
                 rows.append(row)
@@ -560,6 +537,14 @@ def _measure_peers(
     if rows:
         log(f"  peers of {name}: " + ", ".join(sorted({r["peer"] for r in rows})))
     return rows
+
+
+def _tokens_per_s(module: nn.Module, cfg: SpeedConfig, seq_len: int, dtype: torch.dtype) -> float:
+    """fwd+bwd tokens/s of one of our mixers, timed beside a peer (no FLOPs, no memory)."""
+    measured = measure_layer(
+        module, mixer_call, cfg, seq_len, dtype, warmup=1, flops=False, forward=False, memory=False
+    )
+    return measured["fwdbwd_tok_s"]
 
 
 def _extrapolate(points: list[tuple[int, float]], seq_len: int) -> float:
