@@ -76,7 +76,11 @@ def rwkv7_as_kernel(
 
 
 def comba_as_kernel(q, k, v, p, g, beta, scale=None, initial_state=None, output_final_state=False):
-    """``chunk_comba``'s ``(p, g, beta)`` on ``naive_recurrent_comba``'s ``(p, beta, g)``."""
+    """``chunk_comba``'s ``(p, g, beta)`` on ``naive_recurrent_comba``'s ``(p, beta, g)``. The
+    kernel reads ``p^T S_{t-1}`` before the decay, the naive reference after it (the interpreter
+    test, test_backends_fla_interpreted.py, runs the kernel itself): the kernel's ``p`` is the
+    reference's ``exp(g) p``."""
+    p = p * (-g).exp().unsqueeze(-1)
     return COMBA.naive_recurrent_comba(q, k, v, p, beta, g, scale, initial_state, output_final_state)
 
 

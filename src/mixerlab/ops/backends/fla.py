@@ -29,8 +29,10 @@ RWKV-7 (``rwkv7``)          ``chunk_rwkv7`` (generalized delta    ``a = -kappa``
                             rule, diagonal plus rank one)         ``w`` = log decay, ``scale=1``;
                                                                   the decay floor is fla's
                                                                   ``lower_bound`` (64-step chunks)
-Comba (``comba``)           ``chunk_comba``                       ``(p, beta, g)`` passed as fla's
-                                                                  ``(p, g, beta)``; scale ``K^-1/2``
+Comba (``comba``)           ``chunk_comba``                       fla's kernels read ``p`` before
+                                                                  the decay: ``p exp(g)`` is fla's
+                                                                  ``p``; ``(p, g, beta)`` order;
+                                                                  scale ``K^-1/2``
 DeltaProduct                ``chunk_gated_delta_product``         the ``n_h`` steps of a token as
 (``gated_deltaproduct``)                                          consecutive rows ``t n_h + j``;
                                                                   gate and query once per token
@@ -144,8 +146,12 @@ def _load() -> tuple[Any, ImportError | None]:
     return load("fla.ops")
 
 
+#: kernels that ``fla.ops`` does not re-export (fla 0.6), by the subpackage that holds them
+_SUBPACKAGE = {"chunk_hgrn": "fla.ops.hgrn"}
+
+
 def _kernel(name: str) -> Callable[..., tuple[Tensor, Tensor]]:
-    return getattr(require("fla.ops"), name)
+    return getattr(require(_SUBPACKAGE.get(name, "fla.ops")), name)
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -483,13 +489,18 @@ def comba_fla(
 
         S_t = exp(g_t) (I - beta_t k_t p_t^T) S_{t-1} + beta_t k_t v_t^T,    o_t = S_t^T (scale q_t)
 
-    fla's recurrence is the same (decay, then ``v - p^T S`` scaled by ``beta`` written at ``k``);
-    its arguments come as ``(q, k, v, p, g, beta)`` where mixerlab's are ``(..., p, beta, g)``.
+    fla's kernels (``chunk_comba`` and ``fused_recurrent_comba`` alike) read ``p^T S_{t-1}``
+    before the decay: ``S_t = exp(g_t) S_{t-1} - beta_t k_t p_t^T S_{t-1} + beta_t k_t v_t^T``, so
+    ``exp(g_t) p_t`` is their ``p`` (their pure-PyTorch ``naive_recurrent_comba`` decays first, as
+    mixerlab does; running the kernel in Triton's interpreter showed the difference, 8% of the
+    output at ``T = 80``). Their arguments come as ``(q, k, v, p, g, beta)`` where mixerlab's are
+    ``(..., p, beta, g)``.
     ``q`` is the layer's output-corrected query; fla's in-kernel L2 norm is off (the layer
     normalises). Shapes: ``q, k, p: [B, T, H, K]``, ``v: [B, T, H, V]``, ``beta, g: [B, T, H]``.
     """
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     state_dtype = q.dtype if state is None else state.dtype
+    p = p * g.exp().to(p.dtype).unsqueeze(-1)
     q, k, p = (t.to(v.dtype) for t in (q, k, p))
     kernel = kernel or _kernel("chunk_comba")
     o, S = kernel(q, k, v, p, g, beta, scale=scale, initial_state=_state_in(state), output_final_state=True)
