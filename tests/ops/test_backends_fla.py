@@ -314,8 +314,35 @@ def test_fla_kernels_match_the_reference_on_cuda(case, kernels_match_reference_o
     """The kernels themselves: each mixer on fla's kernels in float32 on CUDA, over several of
     fla's 64-step chunks and continued from a state, against its per-step reference in float64
     on the CPU (outputs, final state, input and parameter gradients). Triton's float32 matmuls
-    may round through TF32, hence the 1% bound on relative (norm) errors."""
+    may round through TF32, hence the 1% bound on relative (norm) errors. fla's ungated
+    ``chunk_delta_rule`` refuses float32, so ``deltanet`` is checked in bfloat16 (8 mantissa bits)."""
     options = {**LAYERS[case], "dim": 64}
+    dtype, bound = (torch.bfloat16, 6e-2) if case == "deltanet" else (torch.float32, 1e-2)
     kernels_match_reference_on_cuda(
-        case.removesuffix("_unnormalised"), options, backend="fla", spies=[(backend, "_kernel")]
+        case.removesuffix("_unnormalised"),
+        options,
+        backend="fla",
+        spies=[(backend, "_kernel")],
+        dtype=dtype,
+        bound=bound,
     )
+
+
+def test_deltanet_sends_fla_only_16_bit_inputs(monkeypatch):
+    """fla's ungated ``chunk_delta_rule`` refuses float32 (its gated kernel and ``chunk_kda`` take
+    it): the layer asks ``use_fla`` with the dtypes each kernel takes, so that ``"auto"`` keeps a
+    float32 ``deltanet`` on mixerlab's path instead of crashing inside fla."""
+    from mixerlab.layers.token_mixers import delta
+
+    asked = {}
+
+    def spy(owner, choice, x, *, dtypes=backend.FLA_DTYPES, gated=()):
+        asked[owner] = dtypes
+        return False
+
+    monkeypatch.setattr(delta, "use_fla", spy)
+    for name in ("deltanet", "gated_deltanet"):
+        mixer = mixerlab.create_token_mixer(name, dim=16, num_heads=2, chunk_size=4)
+        mixer(torch.randn(1, 8, 16))
+    assert asked["deltanet"] == backend.FLA_HALF_DTYPES
+    assert torch.float32 in asked["gated_deltanet"]

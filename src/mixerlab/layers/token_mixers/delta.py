@@ -16,7 +16,13 @@ from mixerlab.errors import check, check_positive_int
 from mixerlab.layers.short_conv import ShortConv, load_legacy_conv_keys
 from mixerlab.layers.token_mixers.base import State, TokenMixer, resolve_heads
 from mixerlab.layers.token_mixers.mamba2 import init_mamba2_decay_
-from mixerlab.ops.backends.fla import check_backend, delta_rule_fla, use_fla
+from mixerlab.ops.backends.fla import (
+    FLA_DTYPES,
+    FLA_HALF_DTYPES,
+    check_backend,
+    delta_rule_fla,
+    use_fla,
+)
 from mixerlab.ops.delta_rule import delta_rule_chunk, delta_rule_recurrent, delta_rule_reference
 from mixerlab.registry import TOKEN_MIXERS
 
@@ -154,7 +160,14 @@ class _DeltaRuleMixer(DeltaState, TokenMixer):
             o = o[:, None]
         elif self.mode == "reference":
             o, S = delta_rule_reference(q, k, v, beta, g, state=S0)
-        elif use_fla(self._owner, self.backend, q, gated=(q, k, v, beta, g)):
+        # fla's ungated chunk_delta_rule refuses float32 (fla 0.6); its gated kernel takes it
+        elif use_fla(
+            self._owner,
+            self.backend,
+            q,
+            dtypes=FLA_HALF_DTYPES if g is None else FLA_DTYPES,
+            gated=(q, k, v, beta, g),
+        ):
             o, S = delta_rule_fla(q, k, v, beta, g, state=S0)
         else:
             o, S = delta_rule_chunk(q, k, v, beta, g, state=S0, chunk_size=self.chunk_size)
