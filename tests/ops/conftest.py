@@ -1,13 +1,18 @@
 """What the backend tests (``test_backends_*.py``) share: the check of a kernel library's kernels
-themselves on a GPU, against mixerlab's per-step reference.
+themselves on a GPU against mixerlab's per-step reference, and the run of fla's kernels on a CPU
+in Triton's interpreter.
 
-With ``--import-mode=importlib`` a test module cannot import this file, so the check is handed out
-by a fixture, :func:`kernels_match_reference_on_cuda`.
+With ``--import-mode=importlib`` a test module cannot import this file, so both are handed out by
+fixtures, :func:`kernels_match_reference_on_cuda` and :func:`run_in_triton_interpreter`.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from types import ModuleType
 
@@ -21,6 +26,30 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """``|actual - expected| / |expected|`` in Frobenius norm, in float64 on the CPU."""
     actual, expected = actual.detach().cpu().double(), expected.detach().cpu().double()
     return ((actual - expected).norm() / expected.norm().clamp_min(1e-30)).item()
+
+
+@pytest.fixture
+def run_in_triton_interpreter() -> Callable[[str], dict[str, float | str]]:
+    """``run(path)``: the test file ``path`` run as a child process with ``TRITON_INTERPRET=1``
+    (which Triton reads at import, hence a fresh process); its ``__main__`` hands its cases to
+    ``_triton_interpreter.main``, and this returns what that printed: each case's worst relative
+    error, or the error it raised as a string. fla's dispatch to other kernel libraries (TileLang)
+    is switched off: they have no interpreter."""
+
+    def run(path: str) -> dict[str, float | str]:
+        env = {
+            **os.environ,
+            "TRITON_INTERPRET": "1",
+            "OMP_NUM_THREADS": "1",
+            "FLA_DISABLE_BACKEND_DISPATCH": "1",
+        }
+        done = subprocess.run(
+            [sys.executable, path], env=env, capture_output=True, text=True, timeout=900, check=False
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    return run
 
 
 @pytest.fixture

@@ -13,10 +13,6 @@ kernels themselves.
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
@@ -293,32 +289,9 @@ def test_path_keys_are_the_references_cache(chunk_size):
 INTERPRETED = ("fox", "stick_breaking", "path", "deltaformer")
 
 
-def _interpret_kernels() -> dict[str, float]:
-    """Run in a child process with ``TRITON_INTERPRET=1``: fla's real Triton kernels, executed by
-    Triton's CPU interpreter through each mapping function, in float32, against mixerlab's
-    float64 reference; returns the worst relative (norm) error of outputs and input gradients.
-    Two interpreter gaps are bridged here, not in the library: the autotuner times its configs
-    on a GPU (one config is kept), and DeltaFormer's kernel calls ``.to`` on a loop index, which
-    the interpreter leaves a Python ``int``."""
-    import builtins
-
-    import triton.runtime.autotuner as autotuner
-
-    init = autotuner.Autotuner.__init__
-
-    def first_config(self, fn, arg_names, configs, *args, **kwargs):
-        init(self, fn, arg_names, configs[:1], *args, **kwargs)
-
-    autotuner.Autotuner.__init__ = first_config
-
-    class Index(int):
-        def to(self, *args, **kwargs):
-            return self
-
-    import fla.ops.deltaformer.parallel as deltaformer_kernels
-
-    deltaformer_kernels.range = lambda *args: map(Index, builtins.range(*args))
-
+def _interpreted_cases() -> dict[str, tuple]:
+    """``name: (mapping call, reference call, float64 inputs)`` for the child process that runs
+    fla's real Triton kernels in Triton's CPU interpreter (``_triton_interpreter.main``)."""
     g = torch.Generator().manual_seed(0)
     Bs, Ts, Hs, K = 2, 40, 2, 16
     q, k, v = (rand(Bs, Ts, Hs, K, generator=g) for _ in range(3))
@@ -326,7 +299,7 @@ def _interpret_kernels() -> dict[str, float]:
     w = torch.nn.functional.normalize(rand(Bs, Ts, Hs, K, generator=g), dim=-1)
     beta = torch.rand(Bs, Ts, Hs, generator=g, dtype=torch.float64)
     empty = q.new_zeros(Bs, 0, Hs, K)
-    ops = {
+    return {
         "fox": (backend.fox_fla, fox_reference, (q, k, v, log_f)),
         "stick_breaking": (backend.stick_breaking_fla, stick_breaking_reference, (q, k, v)),
         "path": (
@@ -340,40 +313,19 @@ def _interpret_kernels() -> dict[str, float]:
             (q, k, v, beta),
         ),
     }
-    worst = {}
-    for name, (fast, reference, inputs) in ops.items():
-        x32 = [t.float().requires_grad_() for t in inputs]
-        x64 = [t.clone().requires_grad_() for t in inputs]
-        outs, refs = fast(*x32), reference(*x64)
-        outs, refs = (o if isinstance(o, tuple) else (o,) for o in (outs, refs))
-        weights = [torch.randn(r.shape, generator=g, dtype=torch.float64) for r in refs]
-        d32 = torch.autograd.grad(sum((o.double() * c).sum() for o, c in zip(outs, weights)), x32)
-        d64 = torch.autograd.grad(sum((o * c).sum() for o, c in zip(refs, weights)), x64)
-        worst[name] = max(_relative_error(a, b) for a, b in zip([*outs, *d32], [*refs, *d64]))
-    return worst
 
 
 @needs_fla
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed")
-def test_fla_kernels_in_tritons_interpreter_match_the_reference():
+def test_fla_kernels_in_tritons_interpreter_match_the_reference(run_in_triton_interpreter):
     """fla's kernels themselves on a CPU: the mapping functions with the real Triton kernels,
     run by Triton's interpreter (about 30 s), equal the float64 reference to float32 rounding,
-    outputs (PaTH's and DeltaFormer's states too) and gradients."""
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600, check=False
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    worst = json.loads(done.stdout.strip().splitlines()[-1])
+    outputs (PaTH's and DeltaFormer's states too) and the gradients of every input."""
+    worst = run_in_triton_interpreter(__file__)
     assert set(worst) == set(INTERPRETED)
     for name, error in worst.items():
-        assert error < 1e-5, (name, error)
-
-
-def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    actual, expected = actual.detach().cpu().double(), expected.detach().cpu().double()
-    return ((actual - expected).norm() / expected.norm().clamp_min(1e-30)).item()
+        assert not isinstance(error, str) and error < 1e-5, (name, error)
 
 
 @needs_fla
@@ -393,5 +345,7 @@ def test_fla_kernels_match_the_reference_on_cuda(name, kernels_match_reference_o
     )
 
 
-if __name__ == "__main__":  # the child process of the interpreter test
-    print(json.dumps(_interpret_kernels()))
+if __name__ == "__main__":  # the child process of the interpreter test (TRITON_INTERPRET at import)
+    import _triton_interpreter
+
+    _triton_interpreter.main(_interpreted_cases)
