@@ -21,6 +21,7 @@ import torch
 
 import mixerlab
 from mixerlab.errors import ConfigError
+from mixerlab.ops.backends import _loader
 from mixerlab.ops.backends import fla_attention as backend
 from mixerlab.ops.deltaformer import deltaformer_reference
 from mixerlab.ops.fox import fox_reference
@@ -227,7 +228,7 @@ def test_layer_on_the_fla_path_equals_the_torch_path(name, monkeypatch):
     monkeypatch.setattr(
         backend, "_deltaformer_kernel", lambda *a: calls.append("deltaformer") or deltaformer_as_kernel(*a)
     )
-    monkeypatch.setattr(backend, "use_fla", lambda owner, choice, x: True)
+    monkeypatch.setattr(backend, "use_fla", lambda owner, choice, x, **options: True)
     actual = run()
     assert calls, "the fla path was not taken"
     for a, e in zip(actual[:2], expected[:2]):
@@ -259,7 +260,7 @@ def test_fla_demanded_for_a_head_size_its_kernel_lacks_is_a_clear_error(name, he
 
 def test_a_cached_call_keeps_mixerlabs_form(monkeypatch):
     """fla's kernels read queries and keys at the same positions: a call from a cache is ours."""
-    monkeypatch.setattr(backend, "use_fla", lambda owner, choice, x: True)
+    monkeypatch.setattr(backend, "use_fla", lambda owner, choice, x, **options: True)
     x = torch.randn(1, 3, 2)
     assert backend.use_fla_attention("fox", "fox", "fla", x, head_dim=64, cached=0)
     assert not backend.use_fla_attention("fox", "fox", "fla", x, head_dim=64, cached=5)
@@ -286,7 +287,13 @@ def test_path_keys_are_the_references_cache(chunk_size):
     torch.testing.assert_close(backend.path_keys(k, w, beta, chunk_size=chunk_size), keys_ref)
 
 
-INTERPRETED = ("fox", "stick_breaking", "path", "deltaformer")
+def _has_fla_layers() -> bool:
+    # flash-linear-attention ships fla.layers (DeltaFormer's kernel imports it); fla-core does not
+    spec = importlib.util.find_spec("fla")
+    return spec is not None and any((Path(p) / "layers").is_dir() for p in spec.submodule_search_locations)
+
+
+INTERPRETED = ("fox", "stick_breaking", "path", *(("deltaformer",) if _has_fla_layers() else ()))
 
 
 def _interpreted_cases() -> dict[str, tuple]:
@@ -299,7 +306,7 @@ def _interpreted_cases() -> dict[str, tuple]:
     w = torch.nn.functional.normalize(rand(Bs, Ts, Hs, K, generator=g), dim=-1)
     beta = torch.rand(Bs, Ts, Hs, generator=g, dtype=torch.float64)
     empty = q.new_zeros(Bs, 0, Hs, K)
-    return {
+    cases = {
         "fox": (backend.fox_fla, fox_reference, (q, k, v, log_f)),
         "stick_breaking": (backend.stick_breaking_fla, stick_breaking_reference, (q, k, v)),
         "path": (
@@ -313,6 +320,7 @@ def _interpreted_cases() -> dict[str, tuple]:
             (q, k, v, beta),
         ),
     }
+    return {name: case for name, case in cases.items() if name in INTERPRETED}
 
 
 @needs_fla
@@ -321,7 +329,8 @@ def _interpreted_cases() -> dict[str, tuple]:
 def test_fla_kernels_in_tritons_interpreter_match_the_reference(run_in_triton_interpreter):
     """fla's kernels themselves on a CPU: the mapping functions with the real Triton kernels,
     run by Triton's interpreter (about 30 s), equal the float64 reference to float32 rounding,
-    outputs (PaTH's and DeltaFormer's states too) and the gradients of every input."""
+    outputs (PaTH's and DeltaFormer's states too) and the gradients of every input. DeltaFormer's
+    kernel needs flash-linear-attention's ``fla.layers``: with fla-core alone it is left out."""
     worst = run_in_triton_interpreter(__file__)
     assert set(worst) == set(INTERPRETED)
     for name, error in worst.items():
@@ -349,3 +358,27 @@ if __name__ == "__main__":  # the child process of the interpreter test (TRITON_
     import _triton_interpreter
 
     _triton_interpreter.main(_interpreted_cases)
+
+
+def test_deltaformer_needs_flash_linear_attention_beyond_fla_core(monkeypatch):
+    """DeltaFormer's kernel module imports ``fla.layers``, which fla-core lacks: with fla-core
+    alone, ``"auto"`` keeps DeltaFormer on mixerlab's form (after a warning naming the package) while
+    the other attention ops still go to fla, and ``"fla"`` is an error naming the package."""
+    from mixerlab.ops.backends import fla as fla_backend
+
+    monkeypatch.setattr(fla_backend.LIBRARY.__class__, "available", lambda self: True)
+    monkeypatch.setattr(fla_backend, "_load", lambda: (object(), None))
+    missing = ModuleNotFoundError("No module named 'fla.layers'")
+
+    def load(module):
+        return (None, missing) if module == backend.DELTAFORMER_MODULE else (object(), None)
+
+    monkeypatch.setattr(fla_backend, "load", load)
+    _loader.warn_once.cache_clear()
+    cuda_input = SimpleNamespace(is_cuda=True, dtype=torch.bfloat16, device=torch.device("cuda"))
+    sizes = {"head_dim": 16, "cached": 0}
+    with pytest.warns(RuntimeWarning, match="pip install flash-linear-attention"):
+        assert not backend.use_fla_attention("deltaformer", "deltaformer", "auto", cuda_input, **sizes)
+    assert backend.use_fla_attention("fox", "fox", "auto", cuda_input, **sizes)
+    with pytest.raises(ConfigError, match=r"backend='fla'.*flash-linear-attention"):
+        backend.use_fla_attention("deltaformer", "deltaformer", "fla", cuda_input, **sizes)

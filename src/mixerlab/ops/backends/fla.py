@@ -85,6 +85,7 @@ layer falls back to mixerlab's own form, with a warning, whenever gradients are 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -129,6 +130,7 @@ def use_fla(
     *,
     dtypes: tuple[torch.dtype, ...] = FLA_DTYPES,
     gated: tuple[Tensor | None, ...] = (),
+    module: str | None = None,
 ) -> bool:
     """Whether this call of ``owner``'s fast mode goes to fla, for the input ``x``.
 
@@ -137,8 +139,11 @@ def use_fla(
     quietly takes mixerlab's path for such inputs. Any other choice (``"torch"``, another
     library's) is mixerlab's path. ``gated``: the call's inputs with its gate last, for the
     kernels whose gated backward fla refuses on some GPUs (:func:`gated_backward_refused`).
+    ``module``: a kernel module that must import besides ``fla.ops`` (DeltaFormer's imports
+    ``fla.layers``, which flash-linear-attention ships and fla-core does not).
     """
-    return LIBRARY.use(owner, backend, x, dtypes, _load) and not gated_backward_refused(owner, *gated)
+    loader = _load if module is None else functools.partial(_load_with, module)
+    return LIBRARY.use(owner, backend, x, dtypes, loader) and not gated_backward_refused(owner, *gated)
 
 
 def _load() -> tuple[Any, ImportError | None]:
@@ -148,6 +153,18 @@ def _load() -> tuple[Any, ImportError | None]:
 
 #: kernels that ``fla.ops`` does not re-export (fla 0.6), by the subpackage that holds them
 _SUBPACKAGE = {"chunk_hgrn": "fla.ops.hgrn"}
+
+
+def _load_with(module: str) -> tuple[Any, ImportError | None]:
+    """``fla.ops`` and then ``module``, or the first import error (naming the package to install
+    where ``module`` needs more than fla-core)."""
+    found, error = _load()
+    if error is None:
+        found, error = load(module)
+        if error is not None:
+            needs = "it needs the full package: pip install flash-linear-attention"
+            error = ImportError(f"{module}: {error}; {needs}")
+    return found, error
 
 
 def _kernel(name: str) -> Callable[..., tuple[Tensor, Tensor]]:

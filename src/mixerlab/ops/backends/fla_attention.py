@@ -89,6 +89,10 @@ HEAD_DIMS: dict[str, tuple[str, Callable[[int], bool], str]] = {
 }
 
 
+#: DeltaFormer's kernel module: it imports ``fla.layers`` (flash-linear-attention, not fla-core)
+DELTAFORMER_MODULE = "fla.ops.deltaformer.parallel"
+
+
 def check_attention_backend(owner: str, op: str, backend: Any, head_dim: int) -> None:
     """Validate ``backend`` at construction, and that fla's kernel takes ``head_dim`` if demanded."""
     check_backend(owner, backend)
@@ -105,7 +109,8 @@ def check_attention_backend(owner: str, op: str, backend: Any, head_dim: int) ->
 def use_fla_attention(owner: str, op: str, backend: str, x: Tensor, *, head_dim: int, cached: int) -> bool:
     """Whether this call goes to fla: :func:`~mixerlab.ops.backends.fla.use_fla`'s rule for the
     input, an empty cache (``cached`` earlier positions) and a head size the kernel takes."""
-    return use_fla(owner, backend, x) and cached == 0 and HEAD_DIMS[op][1](head_dim)
+    needs = DELTAFORMER_MODULE if op == "deltaformer" else None
+    return use_fla(owner, backend, x, module=needs) and cached == 0 and HEAD_DIMS[op][1](head_dim)
 
 
 def _module(name: str) -> Any:
@@ -231,7 +236,7 @@ def path_fla(
 
 
 def _deltaformer_kernel(k_read: Tensor, k: Tensor, v: Tensor, beta: Tensor) -> Tensor:
-    parallel = _module("deltaformer.parallel")
+    parallel = require(DELTAFORMER_MODULE)
     return parallel.ParallelDeltaformerFunction.apply(k_read, k, v, beta, parallel.BLOCK_SIZE_C, None)
 
 
