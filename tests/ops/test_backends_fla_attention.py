@@ -354,12 +354,6 @@ def test_fla_kernels_match_the_reference_on_cuda(name, kernels_match_reference_o
     )
 
 
-if __name__ == "__main__":  # the child process of the interpreter test (TRITON_INTERPRET at import)
-    import _triton_interpreter
-
-    _triton_interpreter.main(_interpreted_cases)
-
-
 def test_deltaformer_needs_flash_linear_attention_beyond_fla_core(monkeypatch):
     """DeltaFormer's kernel module imports ``fla.layers``, which fla-core lacks: with fla-core
     alone, ``"auto"`` keeps DeltaFormer on mixerlab's form (after a warning naming the package) while
@@ -382,3 +376,9 @@ def test_deltaformer_needs_flash_linear_attention_beyond_fla_core(monkeypatch):
     assert backend.use_fla_attention("fox", "fox", "auto", cuda_input, **sizes)
     with pytest.raises(ConfigError, match=r"backend='fla'.*flash-linear-attention"):
         backend.use_fla_attention("deltaformer", "deltaformer", "fla", cuda_input, **sizes)
+
+
+if __name__ == "__main__":  # the child process of the interpreter test (TRITON_INTERPRET at import)
+    import _triton_interpreter
+
+    _triton_interpreter.main(_interpreted_cases)
